@@ -1,0 +1,186 @@
+"""The schema: every draft with its provenance, and the feedback members give on it.
+
+`storage/migrations` creates this schema; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class DraftStatus(StrEnum):
+    """How far a draft got; queued and running are the only states that still change."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FlagSource(StrEnum):
+    MEMBER = "member"
+    AUTO = "auto"
+
+
+class FlagStatus(StrEnum):
+    """Open until a moderator decides; upheld flags keep a draft out of every export."""
+
+    OPEN = "open"
+    UPHELD = "upheld"
+    DISMISSED = "dismissed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: SQLite keeps no offset, so naive values read back are UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; storage keeps aware UTC datetimes only")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _str_enum(enum: type[StrEnum]) -> Enum:
+    """A plain VARCHAR(16) holding the enum's values, read back as enum members."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    # Fixed constraint names, so migrations can refer to them on every backend.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Draft(Base):
+    """One generation request: a row before generation starts, so a crash loses nothing."""
+
+    __tablename__ = "drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drafts.id", ondelete="SET NULL"), index=True
+    )
+    task: Mapped[str] = mapped_column(String(32))
+    inputs: Mapped[dict[str, str]] = mapped_column(JSON)
+    system_prompt: Mapped[str] = mapped_column(Text)
+    user_prompt: Mapped[str] = mapped_column(Text)
+    template_version: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    quantization: Mapped[str] = mapped_column(String(16))
+    sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    output: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[DraftStatus] = mapped_column(
+        _str_enum(DraftStatus), default=DraftStatus.QUEUED, index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)  # queued → finished
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)  # time to first token
+    author_id: Mapped[str] = mapped_column(String(64), index=True)
+    guild_id: Mapped[str | None] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # lazy="raise": under asyncio an implicit lazy load cannot work, so say so plainly;
+    # load them with selectinload (Repository.get_draft does).
+    ratings: Mapped[list[Rating]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise", order_by="Rating.id"
+    )
+    improvements: Mapped[list[Improvement]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise", order_by="Improvement.id"
+    )
+    flags: Mapped[list[Flag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise", order_by="Flag.id"
+    )
+
+
+class Rating(Base):
+    """A member's 👍 (+1) or 👎 (-1) on a draft: one per member, changeable."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("draft_id", "member_id"),  # also serves lookups by draft_id
+        CheckConstraint("value IN (-1, 1)", name="value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    member_id: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Improvement(Base):
+    """A member's better version of a draft: the preferred answer for training."""
+
+    __tablename__ = "improvements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Flag(Base):
+    """A report that a draft is unfit, from a member or from the automatic safety checks."""
+
+    __tablename__ = "flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[str | None] = mapped_column(String(64))  # None for automatic flags
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[FlagSource] = mapped_column(_str_enum(FlagSource))
+    status: Mapped[FlagStatus] = mapped_column(
+        _str_enum(FlagStatus), default=FlagStatus.OPEN, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
