@@ -1,0 +1,148 @@
+"""The task catalogue: what each kind of draft asks for, how its prompt is written, and its limits.
+
+Tasks are data, so front-ends (terminal, CLI, Discord) build their commands and options from
+here, and every draft records the template version it was rendered with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from generation.errors import InputError
+from generation.sampling import Sampling
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    description: str
+    max_chars: int
+    required: bool = True
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    user: str
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    command: str
+    description: str
+    fields: tuple[Field, ...]
+    system_prompt: str
+    template: str
+    template_version: str
+    sampling: Sampling
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
+        """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored."""
+        unknown = sorted(set(inputs) - {f.name for f in self.fields})
+        if unknown:
+            raise InputError(
+                f"unknown field {unknown[0]!r} for {self.command}; "
+                f"its fields are: {', '.join(f.name for f in self.fields)}"
+            )
+        values: dict[str, str] = {}
+        for spec in self.fields:
+            value = (inputs.get(spec.name) or "").strip()
+            if not value:
+                if spec.required:
+                    raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
+                value = spec.default or ""
+            if len(value) > spec.max_chars:
+                raise InputError(
+                    f"{spec.name} is {len(value)} characters long; "
+                    f"{self.command} takes at most {spec.max_chars}"
+                )
+            if spec.choices and value not in spec.choices:
+                raise InputError(f"{spec.name} must be one of {', '.join(spec.choices)} (got {value!r})")
+            values[spec.name] = value
+        return values
+
+    def render(self, inputs: Mapping[str, str]) -> Prompt:
+        return Prompt(system=self.system_prompt, user=self.template.format(**self.validate(inputs)))
+
+
+TONES = ("friendly", "professional", "playful", "bold", "luxurious")
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            name="ad",
+            command="/draft ad",
+            description="A short advertisement for a product.",
+            fields=(
+                Field("product", "what is being advertised", max_chars=200),
+                Field("audience", "who the ad speaks to", max_chars=200),
+                Field("tone", "the voice of the ad", max_chars=20, required=False,
+                      default="friendly", choices=TONES),
+            ),
+            system_prompt=(
+                "You are a skilled copywriter. Write one short, catchy advertisement: "
+                "a headline and two or three sentences. Do not explain what you are doing."
+            ),
+            template="Write a {tone} advertisement for {product}, aimed at {audience}.",
+            template_version="ad-v1",
+            sampling=Sampling(max_new_tokens=120, temperature=0.8, top_p=0.9, top_k=50),
+        ),
+        Task(
+            name="blog",
+            command="/write blog",
+            description="A blog post on a topic.",
+            fields=(
+                Field("topic", "what the post is about", max_chars=200),
+                Field("audience", "who reads the post", max_chars=200, required=False,
+                      default="a general audience"),
+                Field("tone", "the voice of the post", max_chars=20, required=False,
+                      default="friendly", choices=TONES),
+                Field("length", "how long the post is", max_chars=10, required=False,
+                      default="short", choices=("short", "medium", "long")),
+            ),
+            system_prompt=(
+                "You are an experienced blog writer. Write a well-structured blog post with a title "
+                "and clear paragraphs. Do not explain what you are doing."
+            ),
+            template="Write a {length}, {tone} blog post about {topic} for {audience}.",
+            template_version="blog-v1",
+            sampling=Sampling(max_new_tokens=400, temperature=0.7, top_p=0.9, top_k=50),
+        ),
+        Task(
+            name="summary",
+            command="/summarize",
+            description="A summary of a text.",
+            fields=(
+                Field("text", "the text to summarize", max_chars=6000),
+                Field("style", "paragraph or bullet points", max_chars=10, required=False,
+                      default="paragraph", choices=("paragraph", "bullets")),
+            ),
+            system_prompt=(
+                "You summarize texts faithfully and briefly. Keep only the main points and "
+                "never add facts that are not in the text."
+            ),
+            template="Summarize the following text as a short {style}.\n\nText:\n{text}",
+            template_version="summary-v1",
+            sampling=Sampling(max_new_tokens=160, temperature=0.3, top_p=0.9, top_k=40),
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name, with an error that lists the ones that exist."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise InputError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}") from None

@@ -1,0 +1,17 @@
+"""Errors the generation layer raises; each carries a message fit to show a user."""
+
+
+class GenerationError(Exception):
+    """A request could not be generated; other requests are unaffected."""
+
+
+class InputError(ValueError):
+    """A member's input does not fit the task (unknown task or field, empty, too long)."""
+
+
+class ModelNotFound(GenerationError):
+    """The configured model (or the embedded default) cannot be found locally."""
+
+
+class GenerationCancelled(GenerationError):
+    """The request was cancelled before it finished."""

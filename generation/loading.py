@@ -1,0 +1,78 @@
+"""Loading a checkpoint on the 4-bit path (bitsandbytes NF4 by default), on CUDA when present, else the CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from generation.model_source import ModelSource
+
+Quantization = Literal["nf4", "int8", "none"]
+QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: str
+    quantization: str
+
+
+def pick_device(requested: str) -> str:
+    """'auto' means CUDA when a GPU is visible, else the CPU."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def load_model(source: ModelSource, quantization: str, device: str) -> LoadedModel:
+    """Load model and tokenizer; call from the thread that will not run the event loop."""
+    _quiet_optional_kernels()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)} (got {quantization!r})")
+    device = pick_device(device)
+    kwargs: dict[str, Any] = {
+        "attn_implementation": "sdpa",  # never a paged one: the batching manager switches itself
+        "device_map": device,
+        "local_files_only": source.local_files_only,
+    }
+    if quantization == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    elif quantization == "int8":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        kwargs["dtype"] = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
+    model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs).eval()
+    _return_freed_memory()
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, quantization=quantization)
+
+
+def _quiet_optional_kernels() -> None:
+    """bitsandbytes warns when it cannot fetch an optional CPU kernel from the Hub; copydesk never
+    downloads at run time and uses bitsandbytes' built-in kernel, so the warning is only noise."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def _return_freed_memory() -> None:
+    """Quantizing leaves ~0.3 GB of conversion buffers in the allocator; give them back to the OS."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass

@@ -1,0 +1,51 @@
+"""Shared fixtures: a real SQLite file per test, and one real engine on the embedded model in NF4 per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.service import DraftService
+from generation import EngineConfig, LocalEngine, resolve_model
+from storage import Database, Repository, open_database
+
+# Small budgets keep the suite to minutes on 2 CPU cores; the code path is the production one.
+TEST_MAX_NEW_TOKENS = 24
+TEST_CONTEXT_TOKENS = 512
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The user's model cache, so the embedded model is converted once per machine, not per run."""
+    return Path(os.environ.get("COPYDESK_CACHE_DIR") or "~/.cache/copydesk").expanduser()
+
+
+@pytest.fixture(scope="session")
+async def engine(cache_dir: Path) -> AsyncIterator[LocalEngine]:
+    source = resolve_model("", cache_dir)
+    engine = await LocalEngine.start(
+        source, quantization="nf4", device="cpu",
+        config=EngineConfig(max_concurrent=8, max_context_tokens=TEST_CONTEXT_TOKENS),
+    )
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'copydesk.sqlite3'}")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def repository(database: Database) -> Repository:
+    return Repository(database)
+
+
+@pytest.fixture
+def service(repository: Repository, engine: LocalEngine) -> DraftService:
+    return DraftService(repository, engine, max_new_tokens=TEST_MAX_NEW_TOKENS)
