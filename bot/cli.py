@@ -1,0 +1,136 @@
+"""The `copydesk` command line: the terminal front-end, one-shot drafts for scripts, and exports."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot.app import open_service
+from bot.config import ConfigError, Settings, load_settings
+from bot.console import Console
+from bot.service import Member, ServiceError
+from generation import TASKS, Field, GenerationError, InputError, Task, get_task
+from storage import EXPORT_FORMATS, DraftStatus, StorageError
+
+USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a use case, turning the errors a user can fix into a one-line message instead of a traceback."""
+    try:
+        return asyncio.run(coroutine)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _settings(context: click.Context) -> Settings:
+    try:
+        return load_settings(context.obj)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML config file (default: ./config.toml if present, or $COPYDESK_CONFIG).")
+@click.pass_context
+def main(context: click.Context, config_path: Path | None) -> None:
+    """copydesk drafts ads, blog posts and summaries on a local 4-bit model and learns from your feedback."""
+    context.obj = config_path
+
+
+@main.command()
+@click.option("--user", default=getpass.getuser, show_default="your login name", help="Who the drafts belong to.")
+@click.pass_context
+def console(context: click.Context, user: str) -> None:
+    """Open the terminal front-end: draft, rate, regenerate, improve and flag interactively."""
+    settings = _settings(context)
+
+    async def session() -> None:
+        click.echo("loading the model…", err=True)
+        async with open_service(settings) as service:
+            await Console(service, Member(f"console:{user}"), sys.stdout, _read_line).run()
+
+    _run(session())
+
+
+async def _read_line(prompt: str) -> str | None:
+    try:
+        return await asyncio.to_thread(input, prompt)
+    except EOFError:
+        return None
+
+
+@main.group()
+def draft() -> None:
+    """Write one draft and print it as it streams (for scripts); it is stored like any other."""
+
+
+def _draft_command(task: Task) -> click.Command:
+    @click.pass_context
+    def command(context: click.Context, user: str, **fields: str | None) -> None:
+        settings = _settings(context)
+        inputs = {name: value for name, value in fields.items() if value is not None}
+        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"))) != DraftStatus.DONE:
+            context.exit(1)
+
+    params: list[click.Parameter] = [
+        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in task.fields
+    ]
+    params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
+                               help="Who the draft belongs to."))
+    return click.Command(task.name, callback=command, params=params, help=task.description)
+
+
+def _field_help(field: Field) -> str:
+    parts = [field.description, f"at most {field.max_chars} characters"]
+    if field.choices:
+        parts.append("one of " + ", ".join(field.choices))
+    if not field.required:
+        parts.append(f"default: {field.default}")
+    return "; ".join(parts) + ("" if not field.required else " (required)")
+
+
+for _task in TASKS.values():
+    draft.add_command(_draft_command(_task))
+
+
+async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
+    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
+    async with open_service(settings) as service:
+        created = await service.create_draft(member, task_name, inputs)
+        printed = ""
+        async for progress in service.generate(created.id):
+            stable = progress.text.rstrip("\ufffd")
+            if stable.startswith(printed):
+                click.echo(stable[len(printed):], nl=False)
+                printed = stable
+        click.echo()
+        message = f"draft #{created.id} {progress.status}"
+        click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
+        return progress.status
+
+
+@main.command()
+@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), required=True,
+              help="sft: messages; dpo: chosen/rejected pairs; kto: labelled completions; raw: every field.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="JSON Lines file to write.")
+@click.pass_context
+def export(context: click.Context, export_format: str, out: Path) -> None:
+    """Write the team's rated drafts and improvements as training data (JSON Lines)."""
+    settings = _settings(context)
+
+    async def write() -> None:
+        async with open_service(settings, with_model=False) as service:
+            summary = await service.export(export_format, out)
+        click.echo(f"wrote {summary.rows} {export_format} rows to {summary.path}")
+
+    _run(write())
+

@@ -1,0 +1,180 @@
+"""The terminal front-end: the same commands as in Discord, typed at a prompt.
+
+    /draft ad product:"…" audience:"…" tone:"…"
+    /write blog topic:"…"          /summarize text:"…"
+    /rate up|down [#id]   /regenerate [#id]   /improve [#id] [text:"…"]   /flag [#id] reason:"…"
+    /list [n]   /show [#id]   /help   /quit
+
+A command without #id acts on the last draft shown. Ctrl-C while a draft streams cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from bot.service import DraftProgress, DraftService, Member, ServiceError
+from generation import TASKS, InputError, Task
+from storage import Draft, DraftStatus, StorageError
+
+ReadLine = Callable[[str], Awaitable[str | None]]
+PREVIEW_CHARS = 60
+
+
+class Console:
+    def __init__(self, service: DraftService, member: Member, out: TextIO, read_line: ReadLine) -> None:
+        self._service = service
+        self._member = member
+        self._out = out
+        self._read_line = read_line
+        self._last_draft: int | None = None
+
+    async def run(self) -> None:
+        info = self._service.engine.info
+        self._say(f"copydesk — {info.name} ({info.quantization}, {info.device}). Type /help for commands.")
+        while (line := await self._read_line("copydesk> ")) is not None:
+            if not await self.handle(line):
+                return
+
+    async def handle(self, line: str) -> bool:
+        """Run one command line; False means the user asked to quit."""
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            self._say(f"error: {error} (check your quotes)")
+            return True
+        if not words:
+            return True
+        try:
+            return await self._dispatch(words)
+        except (InputError, ServiceError, StorageError) as error:
+            self._say(f"error: {error}")
+            return True
+
+    async def _dispatch(self, words: list[str]) -> bool:
+        task = _match_task(words)
+        if task is not None:
+            fields = _fields(words[len(task.command.split()):])
+            await self._stream(await self._service.create_draft(self._member, task.name, fields))
+            return True
+        command, args = words[0], words[1:]
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/help":
+            self._say(__doc__.strip().split("\n\n", 1)[1])
+        elif command == "/list":
+            self._list(await self._service.recent(int(args[0]) if args and args[0].isdigit() else 10))
+        elif command == "/show":
+            self._show(await self._service.get(self._target(args)))
+        elif command == "/rate":
+            await self._rate(args)
+        elif command == "/regenerate":
+            await self._stream(await self._service.regenerate(self._member, self._target(args)))
+        elif command == "/improve":
+            text = _fields(_named(args)).get("text") or await self._ask("improved version> ")
+            await self._service.improve(self._member, self._target(args), text)
+            self._say("saved your improved version — thank you, it is the best training data there is.")
+        elif command == "/flag":
+            reason = _fields(_named(args)).get("reason") or await self._ask("reason> ")
+            await self._service.flag(self._member, self._target(args), reason)
+            self._say("flagged for review.")
+        else:
+            self._say(f"error: unknown command {command!r}; type /help")
+        return True
+
+    async def _rate(self, args: list[str]) -> None:
+        choice = next((arg for arg in args if arg in ("up", "down")), None)
+        if choice is None:
+            raise InputError("say /rate up or /rate down")
+        ups, downs = await self._service.rate(self._member, self._target(args), choice == "up")
+        self._say(f"rated {choice} — now 👍 {ups} · 👎 {downs}")
+
+    async def _stream(self, draft: Draft) -> None:
+        self._last_draft = draft.id
+        self._say(f"── draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) ──")
+        printed = ""
+        progress: DraftProgress | None = None
+        loop = asyncio.get_running_loop()
+        cancel_on_ctrl_c = _install_sigint(loop, lambda: self._service.cancel(draft.id))
+        try:
+            async for progress in self._service.generate(draft.id):
+                stable = progress.text.rstrip("\ufffd")  # hold back a half-decoded character
+                if stable.startswith(printed):
+                    self._out.write(stable[len(printed):])
+                    self._out.flush()
+                    printed = stable
+        finally:
+            if cancel_on_ctrl_c:
+                loop.remove_signal_handler(signal.SIGINT)
+        self._say("")
+        if progress is None:
+            return
+        if progress.status == DraftStatus.DONE:
+            self._say(f"── done · {progress.completion_tokens} tokens · "
+                      "/rate up|down · /regenerate · /improve · /flag ──")
+        elif progress.status == DraftStatus.CANCELLED:
+            self._say(f"── draft #{draft.id} cancelled ──")
+        else:
+            self._say(f"── draft #{draft.id} failed: {progress.error} ──")
+
+    def _list(self, drafts: list[Draft]) -> None:
+        if not drafts:
+            self._say("no drafts yet — try /draft ad product:\"…\" audience:\"…\"")
+        for draft in drafts:
+            preview = " ".join(draft.output.split())[:PREVIEW_CHARS]
+            self._say(f"#{draft.id:<5} {draft.status:<9} {draft.task:<8} "
+                      f"{draft.created_at:%Y-%m-%d %H:%M}  {preview}")
+
+    def _show(self, draft: Draft) -> None:
+        ups = sum(1 for rating in draft.ratings if rating.value > 0)
+        inputs = ", ".join(f"{key}: {value}" for key, value in draft.inputs.items())
+        self._say(f"#{draft.id} · {draft.task} · {draft.status} · {inputs}")
+        self._say(draft.output or "(no text)")
+        self._say(f"👍 {ups} · 👎 {len(draft.ratings) - ups} · {len(draft.improvements)} improved · "
+                  f"{len(draft.flags)} flags")
+
+    def _target(self, args: list[str]) -> int:
+        ref = next((arg for arg in args if arg.lstrip("#").isdigit()), None)
+        if ref is not None:
+            return int(ref.lstrip("#"))
+        if self._last_draft is None:
+            raise InputError("no draft yet; name one with #id (see /list)")
+        return self._last_draft
+
+    async def _ask(self, prompt: str) -> str:
+        return await self._read_line(prompt) or ""
+
+    def _say(self, text: str) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+
+def _match_task(words: list[str]) -> Task | None:
+    return next((task for task in TASKS.values()
+                 if words[:len(task.command.split())] == task.command.split()), None)
+
+
+def _named(args: list[str]) -> list[str]:
+    return [arg for arg in args if ":" in arg]
+
+
+def _fields(words: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for word in words:
+        name, colon, value = word.partition(":")
+        if not colon:
+            raise InputError(f"expected name:\"value\", got {word!r}")
+        fields[name] = value
+    return fields
+
+
+def _install_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> bool:
+    """Let Ctrl-C cancel the streaming draft instead of quitting; not possible off the main thread."""
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,215 @@
+"""The use cases, once, for every front-end: draft, regenerate, rate, improve, flag, list, export.
+
+Front-ends (terminal, CLI, Discord) translate their input into these calls and render what
+comes back; no business rule lives in a front-end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from generation import (
+    GenerationCancelled,
+    GenerationError,
+    InputError,
+    LocalEngine,
+    Prompt,
+    Sampling,
+    get_task,
+)
+from storage import Draft, DraftNotFound, DraftStatus, Repository, export_rows
+
+FEEDBACK_MAX_CHARS = 4000
+PROGRESS_SAVE_INTERVAL_S = 1.0
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with a message fit to show the member."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """Who is acting, and where; ids are strings so any front-end can supply its own."""
+
+    id: str
+    guild_id: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DraftProgress:
+    draft_id: int
+    text: str
+    status: DraftStatus
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    export_format: str
+    path: Path
+    rows: int
+
+
+class DraftService:
+    """Front-end-neutral use cases over one engine and one repository."""
+
+    def __init__(self, repository: Repository, engine: LocalEngine | None, *, max_new_tokens: int = 0,
+                 rating_threshold: float = 0.5) -> None:
+        self._repository = repository
+        self._engine = engine
+        self._max_new_tokens = max_new_tokens
+        self._rating_threshold = rating_threshold
+
+    @property
+    def engine(self) -> LocalEngine:
+        if self._engine is None:
+            raise ServiceError("no model is loaded in this process")
+        return self._engine
+
+    async def create_draft(
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None
+    ) -> Draft:
+        """Validate and store the request; the row exists before any token is generated."""
+        task = get_task(task_name)
+        prompt = task.render(inputs)
+        info = self.engine.info
+        return await self._repository.create_draft(
+            task=task.name,
+            inputs=task.validate(inputs),
+            system_prompt=prompt.system,
+            user_prompt=prompt.user,
+            template_version=task.template_version,
+            model=info.name,
+            quantization=info.quantization,
+            sampling=task.sampling.capped(self._max_new_tokens).as_dict(),
+            seed=info.seed,
+            author_id=member.id,
+            guild_id=member.guild_id,
+            channel_id=member.channel_id,
+            parent_id=parent_id,
+        )
+
+    async def regenerate(self, member: Member, draft_id: int) -> Draft:
+        """A new draft for the same request; it points at the original so exports can compare them."""
+        original = await self._existing(draft_id)
+        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id)
+
+    async def generate(self, draft_id: int) -> AsyncIterator[DraftProgress]:
+        """Run a queued draft, yielding its text as it grows; the row follows every step."""
+        draft = await self._existing(draft_id)
+        if draft.status != DraftStatus.QUEUED:
+            raise ServiceError(f"draft #{draft_id} is {draft.status}, not queued")
+        await self._repository.mark_running(draft_id)
+        text, tokens, prompt_tokens, first_token_at = "", 0, 0, None
+        saved_at = time.monotonic()
+        try:
+            stream = self.engine.stream(
+                Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling), f"draft-{draft_id}"
+            )
+            async for update in stream:
+                first_token_at = first_token_at or _now()
+                text, tokens = update.text, update.completion_tokens
+                if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
+                    await self._repository.record_progress(draft_id, text)
+                    saved_at = time.monotonic()
+                yield DraftProgress(draft_id, text, DraftStatus.RUNNING, tokens)
+                prompt_tokens = update.prompt_tokens
+        except GenerationCancelled:
+            await self._repository.cancel_draft(draft_id, text)
+            yield DraftProgress(draft_id, text, DraftStatus.CANCELLED, tokens)
+            return
+        except GenerationError as error:
+            await self._repository.fail_draft(draft_id, str(error), text)
+            yield DraftProgress(draft_id, text, DraftStatus.FAILED, tokens, error=str(error))
+            return
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._repository.cancel_draft(draft_id, text)
+            raise
+        finished_at = _now()
+        await self._repository.finish_draft(
+            draft_id,
+            output=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=tokens,
+            latency_ms=_ms(finished_at - draft.created_at),
+            ttft_ms=_ms((first_token_at or finished_at) - draft.created_at),
+        )
+        yield DraftProgress(draft_id, text, DraftStatus.DONE, tokens)
+
+    def cancel(self, draft_id: int) -> bool:
+        """Stop a queued or running draft; its generate() ends with status cancelled."""
+        return self.engine.cancel(f"draft-{draft_id}")
+
+    async def rate(self, member: Member, draft_id: int, up: bool) -> tuple[int, int]:
+        """One rating per member per draft; rating again changes it. Returns (ups, downs)."""
+        await self._finished(draft_id)
+        await self._repository.rate(draft_id, member.id, 1 if up else -1)
+        return await self._repository.rating_summary(draft_id)
+
+    async def improve(self, member: Member, draft_id: int, text: str) -> None:
+        """Store a member's better version of a draft: the best training example there is."""
+        await self._finished(draft_id)
+        await self._repository.add_improvement(draft_id, member.id, _feedback_text(text, "improved version"))
+
+    async def flag(self, member: Member, draft_id: int, reason: str) -> None:
+        await self._existing(draft_id)
+        await self._repository.add_flag(draft_id, _feedback_text(reason, "reason"), member_id=member.id)
+
+    async def recent(self, limit: int = 10, member: Member | None = None) -> list[Draft]:
+        return await self._repository.recent_drafts(limit, author_id=member.id if member else None)
+
+    async def get(self, draft_id: int) -> Draft:
+        return await self._existing(draft_id)
+
+    async def export(self, export_format: str, path: Path) -> ExportSummary:
+        """Write one format as JSON Lines, streaming from the database; file writes run off the loop."""
+        rows = export_rows(self._repository.iter_feedback(), export_format, threshold=self._rating_threshold)
+        count = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            batch: list[str] = []
+            async for row in rows:
+                batch.append(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+                if len(batch) >= 500:
+                    await asyncio.to_thread(handle.writelines, batch)
+                    batch = []
+            await asyncio.to_thread(handle.writelines, batch)
+        return ExportSummary(export_format, path, count)
+
+    async def _existing(self, draft_id: int) -> Draft:
+        draft = await self._repository.get_draft(draft_id)
+        if draft is None:
+            raise DraftNotFound(draft_id)
+        return draft
+
+    async def _finished(self, draft_id: int) -> Draft:
+        draft = await self._existing(draft_id)
+        if draft.status != DraftStatus.DONE:
+            raise ServiceError(f"draft #{draft_id} is {draft.status}; only finished drafts can be rated or improved")
+        return draft
+
+
+def _feedback_text(text: str, what: str) -> str:
+    text = text.strip()
+    if not text:
+        raise InputError(f"the {what} is empty")
+    if len(text) > FEEDBACK_MAX_CHARS:
+        raise InputError(f"the {what} is {len(text)} characters long; at most {FEEDBACK_MAX_CHARS} are kept")
+    return text
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
