@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -67,6 +69,7 @@ class DraftService:
         self._engine = engine
         self._max_new_tokens = max_new_tokens
         self._rating_threshold = rating_threshold
+        self._requests: dict[int, str] = {}  # running draft id → engine request id
 
     @property
     def engine(self) -> LocalEngine:
@@ -110,18 +113,17 @@ class DraftService:
         await self._repository.mark_running(draft_id)
         text, tokens, prompt_tokens, first_token_at = "", 0, 0, None
         saved_at = time.monotonic()
+        request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
+        prompt, sampling = Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling)
         try:
-            stream = self.engine.stream(
-                Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling), f"draft-{draft_id}"
-            )
-            async for update in stream:
-                first_token_at = first_token_at or _now()
-                text, tokens = update.text, update.completion_tokens
-                if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
-                    await self._repository.record_progress(draft_id, text)
-                    saved_at = time.monotonic()
-                yield DraftProgress(draft_id, text, DraftStatus.RUNNING, tokens)
-                prompt_tokens = update.prompt_tokens
+            async with aclosing(self.engine.stream(prompt, sampling, request_id)) as stream:
+                async for update in stream:
+                    first_token_at = first_token_at or _now()
+                    text, tokens, prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
+                    if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
+                        await self._repository.record_progress(draft_id, text)
+                        saved_at = time.monotonic()
+                    yield DraftProgress(draft_id, text, DraftStatus.RUNNING, tokens)
         except GenerationCancelled:
             await self._repository.cancel_draft(draft_id, text)
             yield DraftProgress(draft_id, text, DraftStatus.CANCELLED, tokens)
@@ -133,6 +135,8 @@ class DraftService:
         except (asyncio.CancelledError, GeneratorExit):
             await self._repository.cancel_draft(draft_id, text)
             raise
+        finally:
+            del self._requests[draft_id]
         finished_at = _now()
         await self._repository.finish_draft(
             draft_id,
@@ -146,7 +150,8 @@ class DraftService:
 
     def cancel(self, draft_id: int) -> bool:
         """Stop a queued or running draft; its generate() ends with status cancelled."""
-        return self.engine.cancel(f"draft-{draft_id}")
+        request_id = self._requests.get(draft_id)
+        return request_id is not None and self.engine.cancel(request_id)
 
     async def rate(self, member: Member, draft_id: int, up: bool) -> tuple[int, int]:
         """One rating per member per draft; rating again changes it. Returns (ups, downs)."""

@@ -1,0 +1,119 @@
+"""The `copydesk` command as a user runs it: a real process, the real model, a SQLite file in ./data."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+COPYDESK = str(Path(sys.executable).with_name("copydesk"))
+
+
+def copydesk(*args: str, cwd: Path, cache_dir: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("COPYDESK_")}
+    environ |= {"COPYDESK_CACHE_DIR": str(cache_dir), "COPYDESK_ENGINE__MAX_NEW_TOKENS": "16"} | env
+    return subprocess.run([COPYDESK, *args], cwd=cwd, input=stdin, capture_output=True, text=True,
+                          env=environ, timeout=300)
+
+
+def rows(database: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(query).fetchall()
+
+
+def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path: Path, cache_dir: Path) -> None:
+    session = "\n".join([
+        '/draft ad product:"oat milk" audience:"baristas" tone:professional',
+        "/rate up",
+        "/regenerate",
+        "/rate down",
+        '/improve #1 text:"Oat milk that foams like a dream."',
+        '/flag reason:"too vague"',
+        '/write blog topic:"latte art"',
+        '/summarize text:"   "',
+        "/list",
+        "/quit",
+    ])
+    result = copydesk("console", "--user", "alice", cwd=tmp_path, cache_dir=cache_dir, stdin=session)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SmolLM2-135M-Instruct (nf4, cpu)" in out
+    assert "── draft #1 · ad" in out and "── draft #2 · ad" in out and "── draft #3 · blog" in out
+    assert out.count("── done ·") == 3
+    assert "rated up — now 👍 1 · 👎 0" in out and "rated down — now 👍 0 · 👎 1" in out
+    assert "error: text is required for /summarize" in out
+    assert "Traceback" not in out + result.stderr
+
+    database = tmp_path / "data" / "copydesk.sqlite3"
+    assert rows(database, "SELECT id, task, status, parent_id, author_id, quantization FROM drafts ORDER BY id") == [
+        (1, "ad", "done", None, "console:alice", "nf4"),
+        (2, "ad", "done", 1, "console:alice", "nf4"),
+        (3, "blog", "done", None, "console:alice", "nf4"),
+    ]
+    assert rows(database, "SELECT draft_id, member_id, value FROM ratings ORDER BY draft_id") == [
+        (1, "console:alice", 1), (2, "console:alice", -1)
+    ]
+    assert rows(database, "SELECT draft_id, text FROM improvements") == [(1, "Oat milk that foams like a dream.")]
+    assert rows(database, "SELECT draft_id, reason, source FROM flags") == [(2, "too vague", "member")]
+    outputs = rows(database, "SELECT output FROM drafts")
+    assert all(output.strip() and output in out for (output,) in outputs)
+
+    for export_format in ("sft", "dpo", "kto", "raw"):
+        target = tmp_path / f"{export_format}.jsonl"
+        exported = copydesk("export", "--format", export_format, "--out", str(target), cwd=tmp_path,
+                            cache_dir=cache_dir)
+        assert exported.returncode == 0, exported.stderr
+        count = len(load_dataset("json", data_files=str(target), split="train"))
+        assert exported.stdout.strip() == f"wrote {count} {export_format} rows to {target}"
+        assert count >= 1
+
+
+def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_dir: Path) -> None:
+    result = copydesk("draft", "summary", "--text", "The river flooded the town; everyone was safe.",
+                      cwd=tmp_path, cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("draft #1 done")
+    [(output,)] = rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT output FROM drafts WHERE status = 'done'")
+    assert output.strip() and result.stdout.strip() == output.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (("draft", "ad", "--product", "x"), "", "Error: audience is required for /draft ad"),
+        (("draft", "ad", "--product", "x", "--audience", "y", "--tone", "grim"), "",
+         "Error: tone must be one of friendly, professional, playful, bold, luxurious (got 'grim')"),
+        (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"fp4\"\n",
+         "model.quantization: Input should be 'nf4', 'int8' or 'none' (got 'fp4')"),
+        (("export", "--format", "sft", "--out", "x.jsonl"), "[storage]\ndatadir = \"d\"\n",
+         "storage.datadir: unknown key"),
+        (("console",), "[engine\n", "is not valid TOML: Expected ']'"),
+        (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nname = \"/no/such/model\"\n",
+         "model folder /no/such/model does not exist"),
+        (("draft", "ad", "--product", "x", "--audience", "y"), "[storage]\ndata_dir = \"blocker/data\"\n",
+         "cannot write the database at"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_no_traceback(
+    tmp_path: Path, cache_dir: Path, args: tuple[str, ...], config: str, message: str
+) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    if config:
+        (tmp_path / "config.toml").write_text(config)
+    result = copydesk(*args, cwd=tmp_path, cache_dir=cache_dir)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() or not rows(tmp_path / "data" / "copydesk.sqlite3",
+                                                         "SELECT id FROM drafts")
+
+
+def test_a_named_config_file_that_is_missing_is_reported(tmp_path: Path, cache_dir: Path) -> None:
+    result = copydesk("--config", "nope.toml", "export", "--format", "raw", "--out", "x", cwd=tmp_path,
+                      cache_dir=cache_dir)
+    assert result.returncode == 1 and "config file nope.toml does not exist" in result.stderr

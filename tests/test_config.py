@@ -1,0 +1,54 @@
+"""Configuration: defaults that work with no file, the example file, environment overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_no_file_means_working_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings == Settings()
+    assert settings.model.name == "" and settings.model.quantization == "nf4"
+    assert settings.storage.database_url() == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'copydesk.sqlite3'}"
+
+
+def test_the_example_file_documents_exactly_the_defaults() -> None:
+    assert load_settings(REPO / "config.example.toml", environ={}) == Settings()
+
+
+def test_environment_overrides_file_values(tmp_path: Path) -> None:
+    path = tmp_path / "copydesk.toml"
+    path.write_text('[engine]\nmax_new_tokens = 100\n[model]\nquantization = "int8"\n')
+    settings = load_settings(path, environ={"COPYDESK_ENGINE__MAX_NEW_TOKENS": "32", "COPYDESK_UNRELATED": "x"})
+    assert settings.engine.max_new_tokens == 32
+    assert settings.model.quantization == "int8"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[model]\ndevice = "tpu"\n', "model.device: String should match pattern"),
+        ("[engine]\nmax_concurrent = 0\n", "engine.max_concurrent: Input should be greater than or equal to 1 (got 0)"),
+        ('[export]\nrating_threshold = "high"\n', "export.rating_threshold: Input should be a valid number"),
+        ("[moderation]\nroles = []\n", "moderation: unknown key"),
+        ("model = 3\n", "model: Input should be a valid dictionary"),
+    ],
+)
+def test_each_bad_key_is_named_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        load_settings(path, environ={})
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_an_unreadable_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path, environ={})
