@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import discord
 
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
+from bot.discord.client import CopydeskBot
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
 from storage import EXPORT_FORMATS, DraftStatus, StorageError
@@ -116,6 +119,56 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"
+NO_TOKEN = (
+    f"no Discord bot token: set {TOKEN_VARIABLE} in the environment. Create a bot at "
+    "https://discord.com/developers/applications (Bot → Reset Token), invite it with the "
+    "applications.commands and bot scopes, then run `copydesk sync` once. "
+    "To try copydesk without Discord, run `copydesk console`."
+)
+
+
+def _token() -> str:
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise click.ClickException(NO_TOKEN)
+    return token
+
+
+@main.command()
+@click.pass_context
+def run(context: click.Context) -> None:
+    """Start the Discord bot (token from $COPYDESK_DISCORD_TOKEN). Commands are published by `copydesk sync`."""
+    settings, token = _settings(context), _token()
+
+    async def serve() -> None:
+        async with open_service(settings) as service, CopydeskBot(service) as bot:
+            await bot.start(token)
+
+    discord.utils.setup_logging()
+    _run(serve())
+
+
+@main.command()
+@click.option("--guild", type=int, help="Publish to one guild only (instant), instead of globally.")
+@click.pass_context
+def sync(context: click.Context, guild: int | None) -> None:
+    """Publish the slash commands to Discord; run it on deploy, not on every start."""
+    token = _token()
+
+    async def publish() -> None:
+        async with CopydeskBot(service=None) as bot:
+            await bot.login(token)
+            target = discord.Object(guild) if guild else None
+            if target is not None:
+                bot.tree.copy_global_to(guild=target)
+            commands = await bot.tree.sync(guild=target)
+        where = f"guild {guild}" if guild else "all guilds (global; may take up to an hour to appear)"
+        click.echo(f"published {len(commands)} commands to {where}")
+
+    _run(publish())
 
 
 @main.command()

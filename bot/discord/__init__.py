@@ -1,0 +1,1 @@
+"""The Discord front-end: slash commands, a context menu, buttons and modals over the same service."""

@@ -1,0 +1,134 @@
+"""A draft in Discord: defer at once, stream into the reply with throttled edits, finish with buttons.
+
+The interaction token lives 15 minutes; a draft that outlives it is finished as a normal channel
+message that mentions the member, so nothing they asked for is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+
+import discord
+
+from bot.discord.errors import MEMBER_ERRORS, report
+from bot.discord.feedback import feedback_view
+from bot.discord.rendering import split_message, streaming_preview
+from bot.discord.context import member_of, service_of
+from bot.service import DraftProgress
+from generation import get_task
+from storage import Draft, DraftStatus
+
+EDIT_INTERVAL_S = 1.2
+TOKEN_LIFETIME = timedelta(minutes=15)
+TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
+MAX_FOLLOWUPS = 3  # beyond this many extra messages, the draft arrives as a .md file
+EXPIRED_TOKEN = 50027
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+async def start_draft(interaction: discord.Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
+    """Check the input (instant), defer, store the draft, then stream it."""
+    fields = {name: value for name, value in inputs.items() if value is not None}
+    try:
+        get_task(task_name).validate(fields)
+    except MEMBER_ERRORS as error:
+        await report(interaction, error)
+        return
+    await interaction.response.defer(thinking=True)
+    draft = await service_of(interaction).create_draft(member_of(interaction), task_name, fields)
+    await stream_draft(interaction, draft)
+
+
+async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
+    """Generate a stored, queued draft into the interaction's (deferred) reply."""
+    message = DraftMessage(interaction, draft)
+    progress: DraftProgress | None = None
+    try:
+        async for progress in service_of(interaction).generate(draft.id):
+            await message.show(progress)
+        if progress is not None:
+            await message.finish(progress)
+    except Exception as error:  # noqa: BLE001 - every failure is reported with its draft id
+        await report(interaction, error, draft.id)
+
+
+class DraftMessage:
+    """The reply a draft streams into; edits at most once per EDIT_INTERVAL_S."""
+
+    def __init__(self, interaction: discord.Interaction, draft: Draft) -> None:
+        self._interaction = interaction
+        self._draft = draft
+        self._header = f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+        self._last_edit = 0.0
+        self._shown = ""
+
+    async def show(self, progress: DraftProgress) -> None:
+        if progress.status != DraftStatus.RUNNING or self._token_expiring():
+            return
+        if time.monotonic() - self._last_edit < EDIT_INTERVAL_S or progress.text == self._shown:
+            return
+        self._last_edit = time.monotonic()
+        self._shown = progress.text
+        await self._interaction.edit_original_response(content=streaming_preview(progress.text, self._header),
+                                                       allowed_mentions=NO_MENTIONS)
+
+    async def finish(self, progress: DraftProgress) -> None:
+        if progress.status == DraftStatus.DONE:
+            await self._deliver(progress.text)
+        elif progress.status == DraftStatus.CANCELLED:
+            await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
+        else:
+            await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
+
+    async def _deliver(self, text: str) -> None:
+        # Room for the header, and for the mention should the draft end up as a channel message.
+        chunks = split_message(text, limit=1900 - len(self._header))
+        view = feedback_view(self._draft.id)
+        if len(chunks) - 1 > MAX_FOLLOWUPS:
+            attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{self._draft.id}.md")
+            await self._send_final(f"{self._header}\nThe draft is long, so it is attached as a file.",
+                                   view=view, file=attachment)
+            return
+        await self._send_final(f"{self._header}\n{chunks[0]}", view=view if len(chunks) == 1 else None)
+        for index, chunk in enumerate(chunks[1:], start=2):
+            await self._send_more(chunk, view=view if index == len(chunks) else None)
+
+    async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
+        extra = {"attachments": [file]} if file else {}
+        if not self._token_expiring():
+            try:
+                await self._interaction.edit_original_response(content=content, view=view,
+                                                               allowed_mentions=NO_MENTIONS, **extra)
+                return
+            except discord.HTTPException as error:
+                if error.code != EXPIRED_TOKEN:
+                    raise
+        await self._channel_message(content, view=view, file=file)
+
+    async def _send_more(self, content: str, view: discord.ui.View | None) -> None:
+        if not self._token_expiring():
+            try:
+                await self._interaction.followup.send(content, view=view or discord.utils.MISSING,
+                                                      allowed_mentions=NO_MENTIONS)
+                return
+            except discord.HTTPException as error:
+                if error.code != EXPIRED_TOKEN:
+                    raise
+        await self._channel_message(content, view=view)
+
+    async def _channel_message(self, content: str, view: discord.ui.View | None,
+                               file: discord.File | None = None) -> None:
+        """After the token expired: a normal message in the channel that pings only the member."""
+        channel = self._interaction.client.get_partial_messageable(self._interaction.channel_id)
+        mention = f"{self._interaction.user.mention}, your draft is ready:\n"
+        await channel.send(
+            (mention + content)[:2000], view=view or discord.utils.MISSING, file=file or discord.utils.MISSING,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
+        )
+
+    def _token_expiring(self) -> bool:
+        age = discord.utils.utcnow() - self._interaction.created_at
+        return age > TOKEN_LIFETIME - TOKEN_SAFETY_MARGIN

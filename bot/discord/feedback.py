@@ -1,0 +1,139 @@
+"""The buttons under a finished draft: 👍, 👎, Regenerate, Improve, Flag.
+
+Each is a `DynamicItem` whose `custom_id` carries the draft id, so buttons on old messages keep
+working after the bot restarts. Improve and Flag open a modal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+
+from bot.discord.context import member_of, service_of
+from bot.discord.errors import report, tell
+
+FEEDBACK_MAX_CHARS = 4000
+
+
+def _draft_id(match: re.Match[str]) -> int:
+    return int(match["draft"])
+
+
+class RateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:rate:(?P<draft>\d{1,18}):(?P<vote>up|down)"):
+    def __init__(self, draft_id: int, up: bool) -> None:
+        self.draft_id, self.up = draft_id, up
+        super().__init__(discord.ui.Button(
+            emoji="👍" if up else "👎", style=discord.ButtonStyle.secondary,
+            custom_id=f"copydesk:rate:{draft_id}:{'up' if up else 'down'}",
+        ))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> RateButton:
+        return cls(_draft_id(match), match["vote"] == "up")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            ups, downs = await service_of(interaction).rate(member_of(interaction), self.draft_id, self.up)
+        except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
+            await report(interaction, error, self.draft_id)
+            return
+        await tell(interaction, f"Thanks! Draft #{self.draft_id} now has 👍 {ups} · 👎 {downs}.")
+
+
+class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:regenerate:(?P<draft>\d{1,18})"):
+    def __init__(self, draft_id: int) -> None:
+        self.draft_id = draft_id
+        super().__init__(discord.ui.Button(label="Regenerate", emoji="🔁", style=discord.ButtonStyle.primary,
+                                           custom_id=f"copydesk:regenerate:{draft_id}"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> RegenerateButton:
+        return cls(_draft_id(match))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.discord.drafting import stream_draft  # drafting renders these buttons: import late
+
+        await interaction.response.defer(thinking=True)
+        try:
+            draft = await service_of(interaction).regenerate(member_of(interaction), self.draft_id)
+        except Exception as error:  # noqa: BLE001
+            await report(interaction, error, self.draft_id)
+            return
+        await stream_draft(interaction, draft)
+
+
+class ImproveButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:improve:(?P<draft>\d{1,18})"):
+    def __init__(self, draft_id: int) -> None:
+        self.draft_id = draft_id
+        super().__init__(discord.ui.Button(label="Improve", emoji="✏️", style=discord.ButtonStyle.secondary,
+                                           custom_id=f"copydesk:improve:{draft_id}"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> ImproveButton:
+        return cls(_draft_id(match))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(ImproveModal(self.draft_id))
+
+
+class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:flag:(?P<draft>\d{1,18})"):
+    def __init__(self, draft_id: int) -> None:
+        self.draft_id = draft_id
+        super().__init__(discord.ui.Button(label="Flag", emoji="🚩", style=discord.ButtonStyle.danger,
+                                           custom_id=f"copydesk:flag:{draft_id}"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> FlagButton:
+        return cls(_draft_id(match))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(FlagModal(self.draft_id))
+
+
+class ImproveModal(discord.ui.Modal, title="Write a better version"):
+    text: discord.ui.TextInput = discord.ui.TextInput(
+        label="Your improved version", style=discord.TextStyle.paragraph, max_length=FEEDBACK_MAX_CHARS,
+    )
+
+    def __init__(self, draft_id: int) -> None:
+        super().__init__(custom_id=f"copydesk:improve-modal:{draft_id}")
+        self.draft_id = draft_id
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await service_of(interaction).improve(member_of(interaction), self.draft_id, self.text.value)
+        await tell(interaction, f"Saved your version of draft #{self.draft_id} — thank you, it is the best "
+                                "training data there is.")
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await report(interaction, error, self.draft_id)
+
+
+class FlagModal(discord.ui.Modal, title="Flag this draft"):
+    reason: discord.ui.TextInput = discord.ui.TextInput(
+        label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=1000,
+    )
+
+    def __init__(self, draft_id: int) -> None:
+        super().__init__(custom_id=f"copydesk:flag-modal:{draft_id}")
+        self.draft_id = draft_id
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await service_of(interaction).flag(member_of(interaction), self.draft_id, self.reason.value)
+        await tell(interaction, f"Draft #{self.draft_id} is flagged for review. Thank you.")
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await report(interaction, error, self.draft_id)
+
+
+FEEDBACK_BUTTONS = (RateButton, RegenerateButton, ImproveButton, FlagButton)
+
+
+def feedback_view(draft_id: int) -> discord.ui.View:
+    """The buttons for a finished draft; no timeout, since the ids carry all the state."""
+    view = discord.ui.View(timeout=None)
+    for item in (RateButton(draft_id, True), RateButton(draft_id, False), RegenerateButton(draft_id),
+                 ImproveButton(draft_id), FlagButton(draft_id)):
+        view.add_item(item)
+    return view
