@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import timedelta
+from typing import Any
 
 import discord
 
@@ -64,16 +65,17 @@ class DraftMessage:
         self._header = f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
         self._last_edit = 0.0
         self._shown = ""
+        self._token_dead = False
 
     async def show(self, progress: DraftProgress) -> None:
-        if progress.status != DraftStatus.RUNNING or self._token_expiring():
+        if progress.status != DraftStatus.RUNNING or not self._token_usable():
             return
         if time.monotonic() - self._last_edit < EDIT_INTERVAL_S or progress.text == self._shown:
             return
         self._last_edit = time.monotonic()
         self._shown = progress.text
-        await self._interaction.edit_original_response(content=streaming_preview(progress.text, self._header),
-                                                       allowed_mentions=NO_MENTIONS)
+        await self._via_token(self._interaction.edit_original_response(
+            content=streaming_preview(progress.text, self._header), allowed_mentions=NO_MENTIONS))
 
     async def finish(self, progress: DraftProgress) -> None:
         if progress.status == DraftStatus.DONE:
@@ -98,26 +100,30 @@ class DraftMessage:
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
         extra = {"attachments": [file]} if file else {}
-        if not self._token_expiring():
-            try:
-                await self._interaction.edit_original_response(content=content, view=view,
-                                                               allowed_mentions=NO_MENTIONS, **extra)
-                return
-            except discord.HTTPException as error:
-                if error.code != EXPIRED_TOKEN:
-                    raise
-        await self._channel_message(content, view=view, file=file)
+        edit = self._interaction.edit_original_response(content=content, view=view, allowed_mentions=NO_MENTIONS,
+                                                        **extra)
+        if not await self._via_token(edit):
+            await self._channel_message(content, view=view, file=file)
 
     async def _send_more(self, content: str, view: discord.ui.View | None) -> None:
-        if not self._token_expiring():
-            try:
-                await self._interaction.followup.send(content, view=view or discord.utils.MISSING,
-                                                      allowed_mentions=NO_MENTIONS)
-                return
-            except discord.HTTPException as error:
-                if error.code != EXPIRED_TOKEN:
-                    raise
-        await self._channel_message(content, view=view)
+        send = self._interaction.followup.send(content, view=view or discord.utils.MISSING,
+                                               allowed_mentions=NO_MENTIONS)
+        if not await self._via_token(send):
+            await self._channel_message(content, view=view)
+
+    async def _via_token(self, request: Coroutine[Any, Any, object]) -> bool:
+        """Send through the interaction token while it lives; False once Discord says it expired."""
+        if not self._token_usable():
+            request.close()
+            return False
+        try:
+            await request
+        except discord.HTTPException as error:
+            if error.code != EXPIRED_TOKEN:
+                raise
+            self._token_dead = True
+            return False
+        return True
 
     async def _channel_message(self, content: str, view: discord.ui.View | None,
                                file: discord.File | None = None) -> None:
@@ -129,6 +135,6 @@ class DraftMessage:
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
         )
 
-    def _token_expiring(self) -> bool:
+    def _token_usable(self) -> bool:
         age = discord.utils.utcnow() - self._interaction.created_at
-        return age > TOKEN_LIFETIME - TOKEN_SAFETY_MARGIN
+        return not self._token_dead and age < TOKEN_LIFETIME - TOKEN_SAFETY_MARGIN
