@@ -43,9 +43,6 @@ class Task:
     template_version: str
     sampling: Sampling
 
-    def field(self, name: str) -> Field | None:
-        return next((f for f in self.fields if f.name == name), None)
-
     def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored."""
         unknown = sorted(set(inputs) - {f.name for f in self.fields})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,9 @@ from generation.errors import GenerationCancelled, GenerationError
 from generation.loading import LoadedModel, load_model
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
+
+
+QUEUE_REPORT_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class StreamUpdate:
     prompt_tokens: int
     completion_tokens: int
     finished: bool
+    queued_ahead: int | None = None  # set while the request waits for a batch slot
 
 
 class _Pending:
@@ -79,6 +84,7 @@ class LocalEngine:
         self._config = config
         self._slots = asyncio.Semaphore(config.max_concurrent)
         self._pending: dict[str, _Pending] = {}
+        self._queue: list[str] = []  # requests waiting for a slot, oldest first
         self.info = info
 
     @classmethod
@@ -92,56 +98,87 @@ class LocalEngine:
         info = ModelInfo(name=source.name, quantization=loaded.quantization, device=loaded.device, seed=config.seed)
         return cls(loaded, manager, info, config)
 
-    @property
-    def waiting(self) -> int:
-        """Requests admitted to the engine that have no batch slot yet."""
-        return max(0, len(self._pending) - self._config.max_concurrent)
-
     async def stream(self, prompt: Prompt, sampling: Sampling, request_id: str) -> AsyncIterator[StreamUpdate]:
-        """Yield the text generated so far, newest first, until the request finishes.
+        """Yield the text generated so far until the request finishes.
 
-        Raises GenerationCancelled if `cancel` is called, GenerationError if this request fails;
-        neither affects other requests. Closing the iterator early cancels the request.
+        While the request waits for a batch slot, updates carry its place in the queue instead
+        (`queued_ahead`, about once a second). Raises GenerationCancelled if `cancel` is called,
+        GenerationError if this request fails; neither affects other requests. Closing the
+        iterator early cancels the request.
         """
         if request_id in self._pending:
             raise GenerationError(f"request {request_id} is already running")
         pending = self._pending[request_id] = _Pending()
-        submitted = finished = False
+        holding_slot = submitted = finished = False
         try:
             input_ids = await asyncio.to_thread(self._encode, prompt)
             self._check_fits(len(input_ids), sampling.max_new_tokens)
-            async with self._slots:
+            if self._slots.locked():
+                async with aclosing(self._wait_for_slot(request_id, pending)) as places:
+                    async for ahead in places:
+                        yield StreamUpdate(text="", prompt_tokens=len(input_ids), completion_tokens=0,
+                                           finished=False, queued_ahead=ahead)
+            else:
+                await self._slots.acquire()
+            holding_slot = True
+            if pending.cancelled:
+                raise GenerationCancelled(f"request {request_id} was cancelled while queued")
+            self._manager.register_result_handler(request_id, pending.deliver)
+            accepted = self._manager.add_request(
+                input_ids, request_id=request_id, max_new_tokens=sampling.max_new_tokens, streaming=True,
+                temperature=float(sampling.temperature), top_p=float(sampling.top_p), top_k=int(sampling.top_k),
+            )
+            if accepted is None:
+                raise GenerationError("the model worker is not accepting requests (it is stopping or has failed)")
+            submitted = True
+            while not finished:
+                await pending.changed.wait()
+                pending.changed.clear()
                 if pending.cancelled:
-                    raise GenerationCancelled(f"request {request_id} was cancelled while queued")
-                self._manager.register_result_handler(request_id, pending.deliver)
-                accepted = self._manager.add_request(
-                    input_ids, request_id=request_id, max_new_tokens=sampling.max_new_tokens, streaming=True,
-                    temperature=float(sampling.temperature), top_p=float(sampling.top_p), top_k=int(sampling.top_k),
+                    raise GenerationCancelled(f"request {request_id} was cancelled")
+                output = pending.output
+                if output.error is not None:
+                    finished = True
+                    raise GenerationError(f"generation failed: {output.error}")
+                finished = output.is_finished()
+                yield StreamUpdate(
+                    text=self._tokenizer.decode(output.generated_tokens, skip_special_tokens=True),
+                    prompt_tokens=len(input_ids),
+                    completion_tokens=len(output.generated_tokens),
+                    finished=finished,
                 )
-                if accepted is None:
-                    raise GenerationError("the model worker is not accepting requests (it is stopping or has failed)")
-                submitted = True
-                while not finished:
-                    await pending.changed.wait()
-                    pending.changed.clear()
-                    if pending.cancelled:
-                        raise GenerationCancelled(f"request {request_id} was cancelled")
-                    output = pending.output
-                    if output.error is not None:
-                        finished = True
-                        raise GenerationError(f"generation failed: {output.error}")
-                    finished = output.is_finished()
-                    yield StreamUpdate(
-                        text=self._tokenizer.decode(output.generated_tokens, skip_special_tokens=True),
-                        prompt_tokens=len(input_ids),
-                        completion_tokens=len(output.generated_tokens),
-                        finished=finished,
-                    )
         finally:
             del self._pending[request_id]
+            if holding_slot:
+                self._slots.release()
             if submitted and not finished:
                 # cancel_request never delivers a final output, so nothing waits on one.
                 self._manager.cancel_request(request_id)
+
+    async def _wait_for_slot(self, request_id: str, pending: _Pending) -> AsyncIterator[int]:
+        """Wait, first come first served, for a batch slot, yielding how many requests are ahead.
+
+        Returns holding the slot; raises GenerationCancelled (holding nothing) if cancelled meanwhile.
+        """
+        self._queue.append(request_id)
+        slot = asyncio.ensure_future(self._slots.acquire())
+        try:
+            while not slot.done():
+                if pending.cancelled:
+                    raise GenerationCancelled(f"request {request_id} was cancelled while queued")
+                yield self._queue.index(request_id)
+                pending.changed.clear()
+                woken = asyncio.ensure_future(pending.changed.wait())
+                await asyncio.wait({slot, woken}, timeout=QUEUE_REPORT_INTERVAL_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+        except BaseException:
+            if slot.done() and not slot.cancelled():
+                self._slots.release()
+            slot.cancel()
+            raise
+        finally:
+            self._queue.remove(request_id)
 
     def cancel(self, request_id: str) -> bool:
         """Stop a queued or running request; its stream raises GenerationCancelled."""

@@ -137,3 +137,38 @@ def test_the_embedded_model_is_converted_once_into_the_cache(cache_dir: Path) ->
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     assert resolve_model("", cache_dir).location == source.location
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+async def test_requests_beyond_the_batch_wait_in_line_and_learn_their_place(engine: LocalEngine) -> None:
+    capacity = engine._config.max_concurrent
+    first_updates: dict[int, StreamUpdate] = {}
+
+    async def run(i: int) -> StreamUpdate:
+        last = None
+        async for update in engine.stream(ad_prompt(f"gear {i}"), SHORT, f"queue-{i}"):
+            first_updates.setdefault(i, update)
+            last = update
+        return last
+
+    tasks = []
+    for i in range(capacity + 2):
+        tasks.append(asyncio.create_task(run(i)))
+        await asyncio.sleep(0.05)  # arrive in order
+    results = await asyncio.gather(*tasks)
+    assert all(result.finished and result.text.strip() for result in results)
+    assert [first_updates[i].queued_ahead for i in (capacity, capacity + 1)] == [0, 1]
+    assert all(first_updates[i].queued_ahead is None for i in range(capacity))
+
+
+async def test_a_queued_request_can_be_cancelled(engine: LocalEngine) -> None:
+    capacity = engine._config.max_concurrent
+    long = Sampling(max_new_tokens=64, temperature=0.7, top_p=0.9, top_k=50)
+    busy = [asyncio.create_task(collect(engine, f"tool {i}", f"busy-{i}", long)) for i in range(capacity)]
+    await asyncio.sleep(0.3)
+    waiting = engine.stream(ad_prompt("a hammock"), SHORT, "queued-cancel")
+    first = await anext(waiting)
+    assert first.queued_ahead == 0
+    assert engine.cancel("queued-cancel")
+    with pytest.raises(GenerationCancelled, match="while queued"):
+        await anext(waiting)
+    assert all(updates[-1].finished for updates in await asyncio.gather(*busy))
