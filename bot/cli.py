@@ -16,7 +16,7 @@ import discord
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
-from bot.discord.client import CopydeskBot
+from bot.discord.client import CopydeskBot, publish_commands
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
 from storage import EXPORT_FORMATS, DraftStatus, StorageError
@@ -159,12 +159,7 @@ def sync(context: click.Context, guild: int | None) -> None:
     token = _token()
 
     async def publish() -> None:
-        async with CopydeskBot(service=None) as bot:
-            await bot.login(token)
-            target = discord.Object(guild) if guild else None
-            if target is not None:
-                bot.tree.copy_global_to(guild=target)
-            commands = await bot.tree.sync(guild=target)
+        commands = await publish_commands(token, guild)
         where = f"guild {guild}" if guild else "all guilds (global; may take up to an hour to appear)"
         click.echo(f"published {len(commands)} commands to {where}")
 

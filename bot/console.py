@@ -96,11 +96,17 @@ class Console:
         self._last_draft = draft.id
         self._say(f"── draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) ──")
         printed = ""
+        ahead: int | None = None
         progress: DraftProgress | None = None
         loop = asyncio.get_running_loop()
         cancel_on_ctrl_c = _install_sigint(loop, lambda: self._service.cancel(draft.id))
         try:
             async for progress in self._service.generate(draft.id):
+                if progress.status == DraftStatus.QUEUED:
+                    if progress.ahead != ahead:
+                        ahead = progress.ahead
+                        self._say(f"⏳ waiting for the model — {ahead} draft(s) ahead of yours")
+                    continue
                 stable = progress.text.rstrip("\ufffd")  # hold back a half-decoded character
                 if stable.startswith(printed):
                     self._out.write(stable[len(printed):])

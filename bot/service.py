@@ -51,6 +51,7 @@ class DraftProgress:
     status: DraftStatus
     completion_tokens: int = 0
     error: str | None = None
+    ahead: int = 0  # while queued: drafts in line before this one
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,9 @@ class DraftService:
     async def generate(self, draft_id: int) -> AsyncIterator[DraftProgress]:
         """Run a queued draft, yielding its text as it grows; the row follows every step."""
         draft = await self._existing(draft_id)
-        if draft.status != DraftStatus.QUEUED:
-            raise ServiceError(f"draft #{draft_id} is {draft.status}, not queued")
-        await self._repository.mark_running(draft_id)
+        if draft.status != DraftStatus.QUEUED or draft_id in self._requests:
+            state = "being written" if draft_id in self._requests else draft.status
+            raise ServiceError(f"draft #{draft_id} is {state}, not queued")
         text, tokens, prompt_tokens, first_token_at = "", 0, 0, None
         saved_at = time.monotonic()
         request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
@@ -118,7 +119,12 @@ class DraftService:
         try:
             async with aclosing(self.engine.stream(prompt, sampling, request_id)) as stream:
                 async for update in stream:
-                    first_token_at = first_token_at or _now()
+                    if update.queued_ahead is not None:
+                        yield DraftProgress(draft_id, "", DraftStatus.QUEUED, ahead=update.queued_ahead)
+                        continue
+                    if first_token_at is None:
+                        first_token_at = _now()
+                        await self._repository.mark_running(draft_id)
                     text, tokens, prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
                     if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
                         await self._repository.record_progress(draft_id, text)

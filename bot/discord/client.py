@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 from discord import app_commands
 
-from bot.discord.commands import summarize_message, write_group, draft_group, summarize
+from bot.discord.commands import draft_group, summarize, summarize_message, write_group
 from bot.discord.errors import report_command_error
 from bot.discord.feedback import FEEDBACK_BUTTONS
 from bot.service import DraftService
@@ -14,9 +16,10 @@ from bot.service import DraftService
 class CopydeskBot(discord.Client):
     """Holds the service; every command and button reaches it through `interaction.client`."""
 
-    def __init__(self, service: DraftService | None) -> None:
+    def __init__(self, service: DraftService | None, **options: Any) -> None:
         # No privileged intent: interactions carry everything the commands need.
-        super().__init__(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none(),
+                         **options)
         self.service = service
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = report_command_error
@@ -30,3 +33,13 @@ class CopydeskBot(discord.Client):
         if self.service is None:
             raise RuntimeError("the bot was started without a service")
         return self.service
+
+
+async def publish_commands(token: str, guild_id: int | None = None) -> list[app_commands.AppCommand]:
+    """Sync the command tree with Discord: globally, or to one guild (instant, for testing)."""
+    async with CopydeskBot(service=None) as bot:
+        await bot.login(token)
+        target = discord.Object(guild_id) if guild_id else None
+        if target is not None:
+            bot.tree.copy_global_to(guild=target)
+        return await bot.tree.sync(guild=target)

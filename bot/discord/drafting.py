@@ -68,14 +68,17 @@ class DraftMessage:
         self._token_dead = False
 
     async def show(self, progress: DraftProgress) -> None:
-        if progress.status != DraftStatus.RUNNING or not self._token_usable():
+        if progress.status == DraftStatus.QUEUED:
+            shown = f"{self._header}\n⏳ Waiting for the model — {progress.ahead} draft(s) ahead of yours."
+        elif progress.status == DraftStatus.RUNNING:
+            shown = streaming_preview(progress.text, self._header)
+        else:
             return
-        if time.monotonic() - self._last_edit < EDIT_INTERVAL_S or progress.text == self._shown:
+        if shown == self._shown or time.monotonic() - self._last_edit < EDIT_INTERVAL_S:
             return
         self._last_edit = time.monotonic()
-        self._shown = progress.text
-        await self._via_token(self._interaction.edit_original_response(
-            content=streaming_preview(progress.text, self._header), allowed_mentions=NO_MENTIONS))
+        self._shown = shown
+        await self._via_token(self._interaction.edit_original_response(content=shown, allowed_mentions=NO_MENTIONS))
 
     async def finish(self, progress: DraftProgress) -> None:
         if progress.status == DraftStatus.DONE:

@@ -95,6 +95,7 @@ class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:
 class ImproveModal(discord.ui.Modal, title="Write a better version"):
     text: discord.ui.TextInput = discord.ui.TextInput(
         label="Your improved version", style=discord.TextStyle.paragraph, max_length=FEEDBACK_MAX_CHARS,
+        custom_id="text",
     )
 
     def __init__(self, draft_id: int) -> None:
@@ -112,7 +113,7 @@ class ImproveModal(discord.ui.Modal, title="Write a better version"):
 
 class FlagModal(discord.ui.Modal, title="Flag this draft"):
     reason: discord.ui.TextInput = discord.ui.TextInput(
-        label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=1000,
+        label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=1000, custom_id="reason",
     )
 
     def __init__(self, draft_id: int) -> None:

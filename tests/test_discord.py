@@ -1,0 +1,306 @@
+"""The Discord front-end end to end: real discord.py against the fake Discord, the real model, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fake_discord import FakeDiscord
+from fake_discord.model import resolve_mentions
+
+from bot.discord.client import CopydeskBot, publish_commands
+from bot.discord.drafting import DraftMessage
+from bot.service import DraftProgress, DraftService
+from storage import DraftStatus, Repository
+
+MESSAGE_ROUTES = ("/webhooks/{webhook_id}/{webhook_token}", "/channels/{channel_id}/messages")
+AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
+EPHEMERAL = 64
+DEFERRED = 5
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(heartbeat_interval=1.0) as fake:
+        for i in range(10):
+            fake.guild.add_member(f"member{i}")
+        yield fake
+        fake.assert_all_requests_valid()
+        assert_nothing_the_model_wrote_pings(fake)
+
+
+async def start_bot(fake: FakeDiscord, service: DraftService) -> tuple[CopydeskBot, asyncio.Task[None]]:
+    bot = CopydeskBot(service, guild_ready_timeout=0.05)
+    task = asyncio.create_task(bot.start(fake.token))
+    await fake.wait_until_connected()
+    await bot.wait_until_ready()
+    return bot, task
+
+
+async def stop_bot(bot: CopydeskBot, task: asyncio.Task[None]) -> None:
+    await bot.close()
+    await task
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, service: DraftService) -> AsyncIterator[CopydeskBot]:
+    running, task = await start_bot(fake, service)
+    yield running
+    await stop_bot(running, task)
+
+
+def assert_nothing_the_model_wrote_pings(fake: FakeDiscord) -> None:
+    """Every message the bot sent allows no mention at all, except a fallback's ping of its own member."""
+    for request in fake.requests:
+        body = request.json if isinstance(request.json, dict) else {}
+        if request.method in ("POST", "PATCH") and "content" in body and request.route \
+                and request.route.startswith(MESSAGE_ROUTES):
+            mentions = body.get("allowed_mentions")
+            assert mentions is not None and mentions.get("parse") == [], request
+            assert mentions.get("roles", []) == [] and len(mentions.get("users", [])) <= 1, request
+
+
+def custom_ids(message: dict[str, Any]) -> list[str]:
+    return [component["custom_id"] for row in message.get("components", []) for component in row["components"]]
+
+
+def finished(message: dict[str, Any]) -> bool:
+    return bool(message.get("components"))
+
+
+async def run_command(fake: FakeDiscord, name: str, options: dict[str, str], subcommand: str | None = None,
+                      **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    interaction = await fake.invoke_command(name, options, subcommand=subcommand, **kwargs)
+    response = await interaction.wait_for_response()
+    assert response["type"] == DEFERRED and interaction.response_delay < 3
+    message = await interaction.wait_for_original(finished, timeout=60)
+    return interaction, message
+
+
+@pytest.mark.parametrize(
+    ("name", "subcommand", "options", "task"),
+    [
+        ("draft", "ad", AD, "ad"),
+        ("write", "blog", {"topic": "night hikes", "length": "short"}, "blog"),
+        ("summarize", None, {"text": "The trail closes at dusk. Bring water and a lamp.", "style": "bullets"}, "summary"),
+    ],
+)
+async def test_each_command_defers_streams_and_ends_with_buttons(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository,
+    name: str, subcommand: str | None, options: dict[str, str], task: str,
+) -> None:
+    alice = fake.guild.member("alice")
+    interaction, message = await run_command(fake, name, options, subcommand, user=alice)
+    [draft] = await repository.recent_drafts()
+    assert (draft.task, draft.status, draft.inputs.items() >= options.items()) == (task, DraftStatus.DONE, True)
+    assert (draft.author_id, draft.guild_id) == (str(alice.user.id), str(fake.guild.id))
+    assert draft.output.strip() and draft.output.strip() in message["content"]
+    assert message["content"].startswith(f"-# draft #{draft.id} · {task}")
+    assert custom_ids(message) == [f"copydesk:rate:{draft.id}:up", f"copydesk:rate:{draft.id}:down",
+                                   f"copydesk:regenerate:{draft.id}", f"copydesk:improve:{draft.id}",
+                                   f"copydesk:flag:{draft.id}"]
+    edits = [r.at for r in fake.requests if r.method == "PATCH" and interaction.token in r.path]
+    streaming = edits[:-1]
+    assert all(later - earlier >= 1.0 for earlier, later in zip(streaming, streaming[1:])), "edits are throttled"
+
+
+async def test_the_context_menu_summarizes_a_message(fake: FakeDiscord, bot: CopydeskBot, repository: Repository) -> None:
+    target = await fake.post_user_message("Meeting moved to Friday at 10. Bring the Q3 numbers and the slides.",
+                                          user=fake.guild.member("mia"))
+    interaction = await fake.invoke_message_command("Summarize", target)
+    assert (await interaction.wait_for_response())["type"] == DEFERRED
+    message = await interaction.wait_for_original(finished, timeout=60)
+    [draft] = await repository.recent_drafts()
+    assert draft.task == "summary" and draft.inputs["text"] == target["content"]
+    assert draft.output.strip() in message["content"]
+
+
+async def test_buttons_rate_regenerate_improve_and_flag(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository
+) -> None:
+    _, message = await run_command(fake, "draft", AD, "ad")
+    [draft] = await repository.recent_drafts()
+    alice, mia = fake.guild.member("alice"), fake.guild.member("mia")
+
+    up = await fake.click_button(message, f"copydesk:rate:{draft.id}:up", user=alice)
+    assert (await up.wait_for_response())["data"]["flags"] == EPHEMERAL
+    assert "👍 1 · 👎 0" in up.response["data"]["content"]
+    down = await fake.click_button(message, f"copydesk:rate:{draft.id}:down", user=mia)
+    assert "👍 1 · 👎 1" in (await down.wait_for_response())["data"]["content"]
+
+    improve = await fake.click_button(message, f"copydesk:improve:{draft.id}", user=mia)
+    modal = await improve.wait_for_response()
+    assert modal["type"] == 9 and modal["data"]["custom_id"] == f"copydesk:improve-modal:{draft.id}"
+    saved = await fake.submit_modal(modal["data"]["custom_id"], {"text": "Charge by day, glow all night."}, user=mia)
+    assert "Saved your version" in (await saved.wait_for_response())["data"]["content"]
+
+    flag = await fake.click_button(message, f"copydesk:flag:{draft.id}", user=alice)
+    flag_modal = await flag.wait_for_response()
+    flagged = await fake.submit_modal(flag_modal["data"]["custom_id"], {"reason": "claims 100 hours"}, user=alice)
+    assert "flagged for review" in (await flagged.wait_for_response())["data"]["content"]
+
+    regenerate = await fake.click_button(message, f"copydesk:regenerate:{draft.id}", user=mia)
+    assert (await regenerate.wait_for_response())["type"] == DEFERRED
+    second = await regenerate.wait_for_original(finished, timeout=60)
+    newest = (await repository.recent_drafts())[0]
+    assert newest.parent_id == draft.id and newest.author_id == str(mia.user.id)
+    assert f"copydesk:rate:{newest.id}:up" in custom_ids(second)
+
+    stored = await repository.get_draft(draft.id)
+    assert sorted((r.member_id, r.value) for r in stored.ratings) == sorted(
+        [(str(alice.user.id), 1), (str(mia.user.id), -1)])
+    assert [i.text for i in stored.improvements] == ["Charge by day, glow all night."]
+    assert [(f.reason, f.member_id) for f in stored.flags] == [("claims 100 hours", str(alice.user.id))]
+
+
+async def test_many_members_clicking_at_once_leave_one_rating_each(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository
+) -> None:
+    _, message = await run_command(fake, "draft", AD, "ad")
+    [draft] = await repository.recent_drafts()
+    members = [fake.guild.member(f"member{i}") for i in range(10)]
+    clicks = await asyncio.gather(*(
+        fake.click_button(message, f"copydesk:rate:{draft.id}:{'up' if i % 3 else 'down'}", user=member)
+        for _ in range(3) for i, member in enumerate(members)
+    ))
+    await asyncio.gather(*(click.wait_for_response(timeout=20) for click in clicks))
+    stored = await repository.get_draft(draft.id)
+    assert sorted(r.member_id for r in stored.ratings) == sorted(str(m.user.id) for m in members)
+    assert await repository.rating_summary(draft.id) == (6, 4)
+
+
+async def test_buttons_keep_working_after_the_bot_restarts(fake: FakeDiscord, service: DraftService,
+                                                           repository: Repository) -> None:
+    first, task = await start_bot(fake, service)
+    _, message = await run_command(fake, "draft", AD, "ad")
+    await stop_bot(first, task)
+
+    second, task = await start_bot(fake, service)
+    [draft] = await repository.recent_drafts()
+    click = await fake.click_button(message, f"copydesk:rate:{draft.id}:up", user=fake.guild.member("mia"))
+    assert "👍 1" in (await click.wait_for_response())["data"]["content"]
+    assert await repository.rating_summary(draft.id) == (1, 0)
+    await stop_bot(second, task)
+
+
+async def test_long_drafts_continue_in_followups_or_arrive_as_a_file(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository
+) -> None:
+    captured: list[Any] = []
+
+    async def on_interaction(interaction: Any) -> None:
+        captured.append(interaction)
+
+    bot.on_interaction = on_interaction  # type: ignore[attr-defined]
+    interaction, _ = await run_command(fake, "write", {"topic": "trail cooking"}, "blog")
+    [draft] = await repository.recent_drafts()
+    # The tiny model will not write 5000 characters on demand: render such a text through the real path.
+    code = "\n".join(f"    step_{i} = prepare(ingredient_{i})  # keep it simple" for i in range(60))
+    long_text = "Intro paragraph.\n```python\n" + code + "\n```\n" + "Closing words. " * 150
+    await DraftMessage(captured[0], draft).finish(DraftProgress(draft.id, long_text, DraftStatus.DONE))
+    messages = [interaction.original, *interaction.followups]
+    assert len(messages) >= 3
+    assert all(len(m["content"]) <= 2000 and m["content"].count("```") % 2 == 0 for m in messages)
+    assert [bool(m.get("components")) for m in messages] == [False] * (len(messages) - 1) + [True]
+    assert "Closing words." in messages[-1]["content"]
+
+    huge = "A very long post. " * 600
+    await DraftMessage(captured[0], draft).finish(DraftProgress(draft.id, huge, DraftStatus.DONE))
+    [attachment] = interaction.original["attachments"]
+    assert attachment["filename"] == f"draft-{draft.id}.md"
+    assert fake.attachment_data[attachment["id"]].decode() == huge
+
+
+async def test_mentions_in_model_output_ping_nobody(fake: FakeDiscord, bot: CopydeskBot,
+                                                    repository: Repository) -> None:
+    captured: list[Any] = []
+
+    async def on_interaction(interaction: Any) -> None:
+        captured.append(interaction)
+
+    bot.on_interaction = on_interaction  # type: ignore[attr-defined]
+    role, member = fake.guild.role("Moderator").id, fake.guild.member("mia").user.id
+    text = f"Heads up @everyone and @here: <@&{role}> and <@{member}> must read this. @@everyoneeveryone"
+    # As Discord would resolve it without allowed_mentions: everybody pinged.
+    assert resolve_mentions(text, None, fake.known_users())["mention_everyone"] is True
+    interaction, _ = await run_command(fake, "summarize", {"text": text})
+    [draft] = await repository.recent_drafts()
+    await DraftMessage(captured[0], draft).finish(DraftProgress(draft.id, text, DraftStatus.DONE))
+    sent = interaction.original
+    assert "@everyone" in sent["content"] and f"<@{member}>" in sent["content"]
+    assert (sent["mention_everyone"], sent["mentions"], sent["mention_roles"]) == (False, [], [])
+
+
+async def test_a_draft_outliving_its_token_ends_as_a_channel_message(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository
+) -> None:
+    fake.token_lifetime = 0.5
+    alice = fake.guild.member("alice")
+    interaction = await fake.invoke_command("write", {"topic": "packing light"}, subcommand="blog", user=alice)
+    await interaction.wait_for_response()
+    channel = fake.guild.channels[0]
+    message = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                                if m["author"]["id"] == str(fake.bot_user.id) and finished(m)), None),
+                                  timeout=60)
+    [draft] = await repository.recent_drafts()
+    assert draft.status == DraftStatus.DONE
+    assert message["content"].startswith(f"<@{alice.user.id}>, your draft is ready:")
+    assert draft.output.strip() in message["content"]
+    assert [m["id"] for m in message["mentions"]] == [str(alice.user.id)]
+    assert f"copydesk:rate:{draft.id}:up" in custom_ids(message)
+
+
+async def test_a_queued_draft_shows_its_place_in_line(fake: FakeDiscord, bot: CopydeskBot,
+                                                      service: DraftService) -> None:
+    capacity = service.engine._config.max_concurrent
+    members = [fake.guild.member(f"member{i}") for i in range(capacity + 1)]
+    interactions = []
+    for member in members:
+        interactions.append(await fake.invoke_command("draft", AD, subcommand="ad", user=member))
+        await asyncio.sleep(0.05)
+    last = interactions[-1]
+    waiting = await last.wait_for_original(lambda m: "⏳ Waiting for the model" in m["content"], timeout=30)
+    assert "0 draft(s) ahead of yours" in waiting["content"]
+    await asyncio.gather(*(i.wait_for_original(finished, timeout=90) for i in interactions))
+
+
+async def test_member_mistakes_get_a_short_private_answer(fake: FakeDiscord, bot: CopydeskBot,
+                                                          repository: Repository) -> None:
+    blank = await fake.invoke_command("summarize", {"text": "   "})
+    answer = await blank.wait_for_response()
+    assert answer["type"] == 4 and answer["data"]["flags"] == EPHEMERAL
+    assert answer["data"]["content"] == "⚠️ text is required for /summarize: the text to summarize"
+    assert await repository.recent_drafts() == []
+
+    _, message = await run_command(fake, "draft", AD, "ad")
+    [draft] = await repository.recent_drafts()
+    await repository.delete_draft(draft.id)
+    gone = await fake.click_button(message, f"copydesk:rate:{draft.id}:up")
+    assert (await gone.wait_for_response())["data"]["content"] == f"⚠️ draft {draft.id} does not exist"
+
+
+async def test_our_errors_are_logged_with_the_draft_id_and_answered_politely(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository, database: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, message = await run_command(fake, "draft", AD, "ad")
+    [draft] = await repository.recent_drafts()
+    await database.engine.dispose()
+    database.engine.sync_engine.pool._creator = lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone"))
+    with caplog.at_level(logging.ERROR, logger="copydesk.discord"):
+        click = await fake.click_button(message, f"copydesk:rate:{draft.id}:up")
+        content = (await click.wait_for_response())["data"]["content"]
+    assert content.startswith(f"Sorry — something went wrong on our side with draft #{draft.id}.")
+    assert "Traceback" not in content and "disk gone" not in content
+    assert any(f"(draft {draft.id})" in record.getMessage() for record in caplog.records)
+
+
+async def test_commands_are_published_by_sync_not_on_start(fake: FakeDiscord, bot: CopydeskBot) -> None:
+    assert not any(r.method == "PUT" for r in fake.requests), "starting the bot publishes nothing"
+    published = await publish_commands(fake.token)
+    assert sorted(c.name for c in published) == ["Summarize", "draft", "summarize", "write"]
+    assert fake.command("draft")["options"][0]["name"] == "ad"
+    await publish_commands(fake.token, guild_id=fake.guild.id)
+    assert fake.command("write", guild=fake.guild) is not None
