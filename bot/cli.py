@@ -16,7 +16,7 @@ import discord
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
-from bot.discord.client import CopydeskBot, publish_commands
+from bot.discord.client import publish_commands, run_bot
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
 from storage import EXPORT_FORMATS, DraftStatus, StorageError
@@ -143,12 +143,8 @@ def run(context: click.Context) -> None:
     """Start the Discord bot (token from $COPYDESK_DISCORD_TOKEN). Commands are published by `copydesk sync`."""
     settings, token = _settings(context), _token()
 
-    async def serve() -> None:
-        async with open_service(settings) as service, CopydeskBot(service) as bot:
-            await bot.start(token)
-
     discord.utils.setup_logging()
-    _run(serve())
+    _run(run_bot(settings, token))
 
 
 @main.command()

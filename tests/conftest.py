@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from storage import Database, Repository, open_database
 # Small budgets keep the suite to minutes on 2 CPU cores; the code path is the production one.
 TEST_MAX_NEW_TOKENS = 24
 TEST_CONTEXT_TOKENS = 512
+
+
+def rows(database: Path, query: str) -> list[tuple[object, ...]]:
+    """Read a database file with the standard library, independently of the code under test."""
+    with sqlite3.connect(database) as connection:
+        return connection.execute(query).fetchall()
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import rows
 from datasets import load_dataset
 
 COPYDESK = str(Path(sys.executable).with_name("copydesk"))
@@ -20,10 +20,6 @@ def copydesk(*args: str, cwd: Path, cache_dir: Path, stdin: str = "", **env: str
     return subprocess.run([COPYDESK, *args], cwd=cwd, input=stdin, capture_output=True, text=True,
                           env=environ, timeout=300)
 
-
-def rows(database: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(database) as connection:
-        return connection.execute(query).fetchall()
 
 
 def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path: Path, cache_dir: Path) -> None:
@@ -86,6 +82,8 @@ def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_di
     ("args", "config", "message"),
     [
         (("draft", "ad", "--product", "x"), "", "Error: audience is required for /draft ad"),
+        (("run",), "", "Error: no Discord bot token: set COPYDESK_DISCORD_TOKEN in the environment."),
+        (("sync", "--guild", "1"), "", "To try copydesk without Discord, run `copydesk console`."),
         (("draft", "ad", "--product", "x", "--audience", "y", "--tone", "grim"), "",
          "Error: tone must be one of friendly, professional, playful, bold, luxurious (got 'grim')"),
         (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"fp4\"\n",

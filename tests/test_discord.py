@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import rows
 from fake_discord import FakeDiscord
 from fake_discord.model import resolve_mentions
 
-from bot.discord.client import CopydeskBot, publish_commands
+from bot.config import load_settings
+from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
 from bot.service import DraftProgress, DraftService
 from storage import DraftStatus, Repository
@@ -304,3 +307,23 @@ async def test_commands_are_published_by_sync_not_on_start(fake: FakeDiscord, bo
     assert fake.command("draft")["options"][0]["name"] == "ad"
     await publish_commands(fake.token, guild_id=fake.guild.id)
     assert fake.command("write", guild=fake.guild) is not None
+
+
+async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
+    fake: FakeDiscord, tmp_path: Path, cache_dir: Path
+) -> None:
+    settings = load_settings(environ={
+        "COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
+        "COPYDESK_ENGINE__MAX_NEW_TOKENS": "16", "COPYDESK_MODEL__DEVICE": "cpu",
+    })
+    running = asyncio.create_task(run_bot(settings, fake.token, guild_ready_timeout=0.05))
+    await fake.wait_until_connected(timeout=120)
+    fake.rate_limit_next("PATCH /webhooks/{webhook_id}/{webhook_token}/messages/@original", retry_after=0.3)
+    interaction = await fake.invoke_command("draft", AD, subcommand="ad")
+    message = await interaction.wait_for_original(finished, timeout=60)
+    assert any(r.status == 429 for r in fake.requests), "a rate limit was answered and honoured"
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    [(output,)] = rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT output FROM drafts WHERE status = 'done'")
+    assert output.strip() in message["content"]

@@ -10,6 +10,8 @@ from discord import app_commands
 from bot.discord.commands import draft_group, summarize, summarize_message, write_group
 from bot.discord.errors import report_command_error
 from bot.discord.feedback import FEEDBACK_BUTTONS
+from bot.app import open_service
+from bot.config import Settings
 from bot.service import DraftService
 
 
@@ -43,3 +45,9 @@ async def publish_commands(token: str, guild_id: int | None = None) -> list[app_
         if target is not None:
             bot.tree.copy_global_to(guild=target)
         return await bot.tree.sync(guild=target)
+
+
+async def run_bot(settings: Settings, token: str, **options: Any) -> None:
+    """Load the model, open the database, and serve Discord until the bot is closed or cancelled."""
+    async with open_service(settings) as service, CopydeskBot(service, **options) as bot:
+        await bot.start(token)
