@@ -4,36 +4,54 @@ Knows nothing of Discord or the model; takes plain parameters.
 """
 
 from storage.database import Database, open_database
-from storage.errors import DraftNotFound, StorageError
+from storage.errors import (
+    DraftNotFound,
+    FlagAlreadyResolved,
+    FlagNotFound,
+    StorageError,
+)
 from storage.export import EXPORT_FORMATS, export_rows
 from storage.feedback import FeedbackRecord
 from storage.models import (
     Base,
+    Consent,
     Draft,
     DraftStatus,
+    Erasure,
     Flag,
     FlagSource,
     FlagStatus,
     Improvement,
+    ModerationAction,
+    Moderator,
     Rating,
 )
+from storage.pseudonyms import member_hash, pseudonym
 from storage.repository import Repository
 
 __all__ = [
     "EXPORT_FORMATS",
     "Base",
+    "Consent",
     "Database",
     "Draft",
     "DraftNotFound",
     "DraftStatus",
+    "Erasure",
     "FeedbackRecord",
     "Flag",
+    "FlagAlreadyResolved",
+    "FlagNotFound",
     "FlagSource",
     "FlagStatus",
     "Improvement",
+    "ModerationAction",
+    "Moderator",
     "Rating",
     "Repository",
     "StorageError",
     "export_rows",
+    "member_hash",
     "open_database",
+    "pseudonym",
 ]

@@ -2,7 +2,8 @@
 
 Rows are produced while streaming: drafts arrive grouped by request, so pairs between
 regenerations of one request are formed from one group at a time and memory stays flat.
-Rows never carry member ids; each carries its provenance in `metadata`.
+Rows never carry member ids (at most the author's keyed pseudonym, when the export has a key);
+each carries its provenance in `metadata`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _answer(text: str) -> list[dict[str, str]]:
 
 
 def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
-    return {
+    metadata: dict[str, Any] = {
         "draft_id": record.id,
         "request_id": record.request_id,
         "source": source,
@@ -45,6 +46,9 @@ def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
         "ups": record.ups,
         "downs": record.downs,
     }
+    if record.author is not None:
+        metadata["author"] = record.author
+    return metadata
 
 
 def sft_rows(record: FeedbackRecord, threshold: float) -> Iterator[Row]:
@@ -92,6 +96,8 @@ def raw_row(record: FeedbackRecord) -> Row:
     row = asdict(record)
     row["created_at"] = record.created_at.isoformat()
     row["improvements"] = list(record.improvements)
+    if record.author is None:
+        del row["author"]
     return row
 
 

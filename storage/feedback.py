@@ -1,12 +1,16 @@
-"""What an export sees of a draft: training fields and feedback totals, never a member id."""
+"""What an export sees of a draft: training fields and feedback totals, never a member id.
+
+The author appears only as a keyed pseudonym, and only when the export was given a key.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.models import Draft
+from storage.models import Draft, Improvement
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class FeedbackRecord:
     ups: int
     downs: int
     improvements: tuple[str, ...]
+    author: str | None = None  # a pseudonym ("m_…"), never the member id
 
     @property
     def request_id(self) -> int:
@@ -40,8 +45,16 @@ class FeedbackRecord:
         return (self.ups - self.downs) / votes if votes else None
 
     @classmethod
-    def from_draft(cls, draft: Draft) -> FeedbackRecord:
-        """Needs the draft's ratings and improvements loaded."""
+    def from_draft(
+        cls,
+        draft: Draft,
+        *,
+        author: str | None = None,
+        improvements: Iterable[Improvement] | None = None,
+    ) -> FeedbackRecord:
+        """Needs the draft's ratings loaded, and its improvements unless `improvements` is given
+        (the ones whose writers allow training use)."""
+        kept = draft.improvements if improvements is None else improvements
         return cls(
             id=draft.id,
             parent_id=draft.parent_id,
@@ -58,5 +71,6 @@ class FeedbackRecord:
             created_at=draft.created_at,
             ups=sum(1 for rating in draft.ratings if rating.value > 0),
             downs=sum(1 for rating in draft.ratings if rating.value < 0),
-            improvements=tuple(improvement.text for improvement in draft.improvements),
+            improvements=tuple(improvement.text for improvement in kept),
+            author=author,
         )

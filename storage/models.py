@@ -1,4 +1,5 @@
-"""The schema: every draft with its provenance, and the feedback members give on it.
+"""The schema: every draft with its provenance, the feedback members give on it, its
+moderation, and each member's choices about training use.
 
 `storage/migrations` creates this schema; a test checks that the two agree.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -124,9 +126,13 @@ class Draft(Base):
     author_id: Mapped[str] = mapped_column(String(64), index=True)
     guild_id: Mapped[str | None] = mapped_column(String(64))
     channel_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))  # where it was shown, to edit it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when a moderator upholds a flag: the row stays (for the log), out of every export.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    removed_by: Mapped[str | None] = mapped_column(String(64))
 
     # lazy="raise": under asyncio an implicit lazy load cannot work, so say so plainly;
     # load them with selectinload (Repository.get_draft does).
@@ -137,7 +143,11 @@ class Draft(Base):
         cascade="all, delete-orphan", passive_deletes=True, lazy="raise", order_by="Improvement.id"
     )
     flags: Mapped[list[Flag]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="raise", order_by="Flag.id"
+        back_populates="draft",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+        order_by="Flag.id",
     )
 
 
@@ -184,3 +194,62 @@ class Flag(Base):
         _str_enum(FlagStatus), default=FlagStatus.OPEN, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))  # the moderator who decided
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # the moderator's, not the reporter's
+
+    draft: Mapped[Draft] = relationship(back_populates="flags", lazy="raise")
+
+
+class ModerationAction(Base):
+    """One line of the moderation log: what a moderator did, or was refused, and when.
+
+    `draft_id` has no foreign key: the log outlives the drafts it speaks of.
+    """
+
+    __tablename__ = "moderation_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[str | None] = mapped_column(String(64))
+    flag_id: Mapped[int | None] = mapped_column(
+        ForeignKey("flags.id", ondelete="SET NULL"), index=True
+    )
+    draft_id: Mapped[int | None] = mapped_column(Integer)
+    moderator_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # "uphold", "dismiss", "refused", …
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Moderator(Base):
+    """A member seen acting as a moderator in a guild, so the bot knows who is the only one."""
+
+    __tablename__ = "moderators"
+
+    guild_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Consent(Base):
+    """A member's choice about training use of what they write; no row means never asked."""
+
+    __tablename__ = "consents"
+
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Erasure(Base):
+    """The ledger of members who had their data deleted, so later exports leave them out.
+
+    Holds a keyed hash computed by the caller, never the member id itself.
+    """
+
+    __tablename__ = "erasures"
+    __table_args__ = (UniqueConstraint("member_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    member_hash: Mapped[str] = mapped_column(String(64))
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

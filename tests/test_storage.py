@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, func, inspect, select, text, update
 
@@ -23,13 +25,19 @@ from storage import (
     DraftNotFound,
     DraftStatus,
     Flag,
+    FlagAlreadyResolved,
+    FlagNotFound,
     FlagSource,
     FlagStatus,
     Rating,
     Repository,
     StorageError,
+    export_rows,
+    member_hash,
     open_database,
+    pseudonym,
 )
+from storage.database import MIGRATIONS
 
 
 def sqlite_url(path: Path) -> str:
@@ -67,7 +75,10 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
     async with database.engine.connect() as connection:
         tables, differences = await connection.run_sync(inspect_schema)
 
-    assert tables == {"alembic_version", "drafts", "ratings", "improvements", "flags"}
+    assert tables == {
+        "alembic_version", "drafts", "ratings", "improvements", "flags",
+        "moderation_actions", "moderators", "consents", "erasures",
+    }
     assert differences == []
 
 
@@ -302,7 +313,7 @@ async def test_iter_feedback_streams_finished_unflagged_drafts_in_batches(
             page_queries.append(statement)
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
-    records = [record async for record in repository.iter_feedback(batch_size=2)]
+    records = [r async for r in repository.iter_feedback(batch_size=2, consent_default=True)]
     event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
 
     assert [r.id for r in records] == [d.id for d in exported]
@@ -312,6 +323,362 @@ async def test_iter_feedback_streams_finished_unflagged_drafts_in_batches(
     assert head.output == f"ad {first.id}" and head.inputs == first.inputs and head.seed == 7
     assert "member_id" not in {field.name for field in dataclasses.fields(head)}
     assert "member-" not in repr(records) and "1234567890" not in repr(records)
+
+
+async def finished_draft(repository: Repository, **overrides: Any) -> Draft:
+    draft = await new_draft(repository, **overrides)
+    await repository.finish_draft(
+        draft.id, output=f"ad {draft.id}", prompt_tokens=1, completion_tokens=1, latency_ms=1,
+        ttft_ms=1,
+    )
+    return draft
+
+
+async def exported_ids(repository: Repository, **options: Any) -> list[int]:
+    return [record.id async for record in repository.iter_feedback(**options)]
+
+
+KEY = b"test pseudonym key"
+
+
+async def test_the_newest_migration_downgrades_without_losing_data(database: Database) -> None:
+    repository = Repository(database)
+    draft = await new_draft(repository)
+    await repository.rate(draft.id, "111", 1)
+    await repository.add_flag(draft.id, "bad", member_id="222")
+
+    def migrate(connection: Any, revision: str) -> set[str]:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        if revision == "head":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+        return set(inspect(connection).get_table_names())
+
+    async with database.engine.begin() as connection:
+        down = await connection.run_sync(migrate, "0001")
+        columns = await connection.run_sync(
+            lambda sync: {c["name"] for c in inspect(sync).get_columns("drafts")}
+        )
+        kept = [
+            (await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            for table in ("drafts", "ratings", "flags")
+        ]
+        up = await connection.run_sync(migrate, "head")
+
+    assert down == {"alembic_version", "drafts", "ratings", "improvements", "flags"}
+    assert "removed_at" not in columns and "message_id" not in columns
+    assert kept == [1, 1, 1]
+    assert {"moderation_actions", "moderators", "consents", "erasures"} <= up
+
+
+async def test_a_draft_remembers_the_message_that_shows_it(repository: Repository) -> None:
+    draft = await new_draft(repository)
+    await repository.set_message(draft.id, "77", "88")
+
+    loaded = await repository.get_draft(draft.id)
+    assert loaded is not None and (loaded.channel_id, loaded.message_id) == ("77", "88")
+    with pytest.raises(DraftNotFound):
+        await repository.set_message(999, "77", "88")
+
+
+async def test_the_first_moderator_decides_a_flag_and_the_second_is_told(
+    repository: Repository, database: Database
+) -> None:
+    draft = await finished_draft(repository)
+    flag = await repository.add_flag(draft.id, "insulting", member_id="reporter")
+
+    results = await asyncio.gather(
+        repository.resolve_flag(flag.id, moderator_id="mod-a", uphold=True, note="rude"),
+        repository.resolve_flag(flag.id, moderator_id="mod-b", uphold=False, note=None),
+        return_exceptions=True,
+    )
+
+    [won] = [r for r in results if isinstance(r, Flag)]
+    [told] = [r for r in results if isinstance(r, FlagAlreadyResolved)]
+    assert won.id == flag.id and won.draft.id == draft.id
+    assert (told.status, told.resolved_by) == (won.status, won.resolved_by)
+    assert told.resolved_at == won.resolved_at and told.flag.id == flag.id
+    assert str(told) == f"flag {flag.id} was already {won.status} by {won.resolved_by}"
+    stored = await repository.get_flag(flag.id)
+    assert stored is not None and stored.resolved_by == won.resolved_by
+    actions = await repository.recent_actions()
+    action = "uphold" if won.status is FlagStatus.UPHELD else "dismiss"
+    assert [(a.flag_id, a.draft_id, a.moderator_id, a.action, a.guild_id) for a in actions] == [
+        (flag.id, draft.id, won.resolved_by, action, "42")
+    ]
+    removed = await repository.get_draft(draft.id)
+    assert removed is not None
+    assert (removed.removed_by is not None) == (won.status is FlagStatus.UPHELD)
+
+    with pytest.raises(FlagNotFound):
+        await repository.resolve_flag(999, moderator_id="mod-a", uphold=True, note=None)
+    assert await count(database, "moderation_actions") == 1
+
+
+async def test_upholding_a_flag_removes_the_draft_from_every_export(
+    repository: Repository, database: Database
+) -> None:
+    kept = await finished_draft(repository)
+    dismissed = await finished_draft(repository)
+    removed = await finished_draft(repository)
+    first = await repository.add_flag(removed.id, "spam", member_id="reporter")
+    second = await repository.add_flag(removed.id, "also spam", member_id="reporter")
+    not_spam = await repository.add_flag(dismissed.id, "spam?", member_id="someone")
+
+    upheld = await repository.resolve_flag(first.id, moderator_id="mod-a", uphold=True, note="ok")
+    await repository.resolve_flag(not_spam.id, moderator_id="mod-a", uphold=False, note=None)
+    await repository.resolve_flag(second.id, moderator_id="mod-b", uphold=True, note=None)
+
+    assert (upheld.status, upheld.resolved_by, upheld.note) == (FlagStatus.UPHELD, "mod-a", "ok")
+    assert upheld.resolved_at is not None and upheld.draft.removed_by == "mod-a"
+    draft = await repository.get_draft(removed.id)
+    assert draft is not None and draft.removed_at == upheld.resolved_at
+    assert draft.removed_by == "mod-a"  # the first removal stands
+    assert await exported_ids(repository, consent_default=True) == [kept.id, dismissed.id]
+
+    # The removal outlives the flags: erasing the reporter deletes them, not the decision.
+    await repository.erase_member("reporter", member_hash(KEY, "reporter"))
+    assert await count(database, "flags") == 1
+    assert await exported_ids(repository, consent_default=True, pseudonym_key=KEY) == [
+        kept.id, dismissed.id
+    ]
+    log = await repository.recent_actions()
+    assert [(a.action, a.flag_id, a.draft_id) for a in log] == [
+        ("uphold", None, removed.id), ("dismiss", not_spam.id, dismissed.id),
+        ("uphold", None, removed.id),
+    ]
+
+
+async def test_open_flags_are_listed_oldest_first_with_their_drafts(
+    repository: Repository,
+) -> None:
+    here = await finished_draft(repository, guild_id="1")
+    there = await finished_draft(repository, guild_id="2")
+    oldest = await repository.add_flag(here.id, "one", member_id="m")
+    elsewhere = await repository.add_flag(there.id, "two", member_id="m")
+    decided = await repository.add_flag(here.id, "three", source="auto")
+    newest = await repository.add_flag(here.id, "four", source="auto")
+    await repository.resolve_flag(decided.id, moderator_id="mod", uphold=False, note=None)
+
+    listed = await repository.open_flags()
+    assert [f.id for f in listed] == [oldest.id, elsewhere.id, newest.id]
+    assert [f.draft.guild_id for f in listed] == ["1", "2", "1"]
+    assert [f.id for f in await repository.open_flags("1")] == [oldest.id, newest.id]
+    assert [f.id for f in await repository.open_flags("1", limit=1)] == [oldest.id]
+    assert await repository.open_flags("3") == []
+
+    got = await repository.get_flag(elsewhere.id)
+    assert got is not None and got.draft.id == there.id and got.reason == "two"
+    assert await repository.get_flag(999) is None
+
+
+async def test_the_moderation_log_is_newest_first_and_per_guild(repository: Repository) -> None:
+    draft = await finished_draft(repository, guild_id="1")
+    flag = await repository.add_flag(draft.id, "bad", member_id="author")
+    refused = await repository.log_action(
+        guild_id="1", flag_id=flag.id, draft_id=draft.id, moderator_id="author",
+        action="refused", note="own draft",
+    )
+    await repository.log_action(
+        guild_id="2", flag_id=None, draft_id=None, moderator_id="mod", action="dismiss"
+    )
+    await repository.resolve_flag(flag.id, moderator_id="mod", uphold=False, note="fine")
+
+    assert [a.action for a in await repository.recent_actions()] == [
+        "dismiss", "dismiss", "refused"
+    ]
+    here = await repository.recent_actions("1")
+    assert [(a.action, a.note) for a in here] == [("dismiss", "fine"), ("refused", "own draft")]
+    assert here[1].id == refused.id and here[1].created_at <= here[0].created_at
+    assert [a.guild_id for a in await repository.recent_actions(limit=1)] == ["1"]
+
+
+async def test_moderators_are_counted_once_per_guild(repository: Repository) -> None:
+    assert await repository.moderator_count("1") == 0
+    await repository.note_moderator("1", "mod-a")
+    await asyncio.gather(*(repository.note_moderator("1", "mod-a") for _ in range(5)))
+    assert await repository.moderator_count("1") == 1
+    before_b = datetime.now(UTC)
+    await repository.note_moderator("1", "mod-b")
+    await repository.note_moderator("2", "mod-a")
+
+    assert await repository.moderator_count("1") == 2
+    assert await repository.moderator_count("2") == 1
+    assert await repository.moderator_count("1", since=before_b) == 1
+    await repository.note_moderator("1", "mod-a")
+    assert await repository.moderator_count("1", since=before_b) == 2
+
+
+async def test_consent_is_one_changeable_choice_per_member(
+    repository: Repository, database: Database
+) -> None:
+    assert await repository.get_consent("111") is None
+    granted = await repository.set_consent("111", True)
+    assert await repository.get_consent("111") is True
+    withdrawn = await repository.set_consent("111", False)
+    await repository.set_consent("222", True)
+
+    assert await repository.get_consent("111") is False
+    assert withdrawn.granted is False and withdrawn.updated_at >= granted.updated_at
+    assert await count(database, "consents") == 2
+
+
+async def test_erasing_a_member_deletes_all_of_theirs_and_nothing_of_others(
+    repository: Repository, database: Database
+) -> None:
+    own = await finished_draft(repository, author_id="gone")
+    regenerated = await finished_draft(repository, author_id="other", parent_id=own.id)
+    theirs = await finished_draft(repository, author_id="other")
+    await repository.rate(own.id, "other", 1)
+    await repository.rate(theirs.id, "gone", 1)
+    await repository.rate(theirs.id, "third", -1)
+    await repository.add_improvement(own.id, "gone", "mine, better")
+    await repository.add_improvement(theirs.id, "gone", "theirs, better")
+    await repository.add_improvement(theirs.id, "third", "kept")
+    flag = await repository.add_flag(theirs.id, "meh", member_id="gone")
+    await repository.add_flag(theirs.id, "auto", source="auto")
+    await repository.resolve_flag(flag.id, moderator_id="gone", uphold=False, note=None)
+    await repository.set_consent("gone", True)
+    await repository.set_consent("other", True)
+    await repository.note_moderator("1", "gone")
+    await repository.note_moderator("1", "other")
+
+    summary = await repository.member_summary("gone")
+    assert summary == {"drafts": 1, "ratings": 1, "improvements": 2, "flags": 1}
+
+    hashed = member_hash(KEY, "gone")
+    counts = await repository.erase_member("gone", hashed)
+
+    assert counts == {"drafts": 2, "ratings": 1, "improvements": 2, "flags": 1}
+    assert await repository.member_summary("gone") == dict.fromkeys(counts, 0)
+    assert await repository.get_draft(own.id) is None
+    assert await repository.get_draft(regenerated.id) is None  # it repeats the member's inputs
+    other = await repository.get_draft(theirs.id)
+    assert other is not None
+    assert [(r.member_id, r.value) for r in other.ratings] == [("third", -1)]
+    assert [i.text for i in other.improvements] == ["kept"]
+    assert [f.source for f in other.flags] == [FlagSource.AUTO]
+    assert await repository.get_consent("gone") is None
+    assert await repository.get_consent("other") is True
+    assert await repository.moderator_count("1") == 1
+    [(stored, erased_at)] = await _rows(database, "SELECT member_hash, erased_at FROM erasures")
+    assert stored == hashed and len(hashed) == 64
+    # The moderation log is kept; the line of the deleted flag no longer points at it.
+    [action] = await repository.recent_actions()
+    assert (action.moderator_id, action.flag_id, action.draft_id) == ("gone", None, theirs.id)
+
+    again = await repository.erase_member("gone", hashed)
+    assert again == dict.fromkeys(counts, 0)
+    [(_, erased_again)] = await _rows(database, "SELECT member_hash, erased_at FROM erasures")
+    assert erased_again > erased_at
+
+
+async def _rows(database: Database, query: str) -> list[Any]:
+    async with database.engine.connect() as connection:
+        return list((await connection.execute(text(query))).all())
+
+
+async def test_exports_follow_consent_and_the_default(repository: Repository) -> None:
+    silent = await finished_draft(repository, author_id="silent")
+    agreed = await finished_draft(repository, author_id="agreed")
+    refused = await finished_draft(repository, author_id="refused")
+    await repository.set_consent("agreed", True)
+    await repository.set_consent("refused", False)
+    for member in ("silent", "agreed", "refused"):
+        await repository.add_improvement(agreed.id, member, f"by {member}")
+    # A regeneration repeats the original's inputs: its original's author must allow it too.
+    regenerated = await finished_draft(repository, author_id="agreed", parent_id=refused.id)
+
+    assert await exported_ids(repository) == [agreed.id]
+    assert await exported_ids(repository, consent_default=True) == [silent.id, agreed.id]
+    records = {r.id: r async for r in repository.iter_feedback(consent_default=False)}
+    assert records[agreed.id].improvements == ("by agreed",)
+    records = {r.id: r async for r in repository.iter_feedback(consent_default=True)}
+    assert records[agreed.id].improvements == ("by silent", "by agreed")
+
+    await repository.set_consent("refused", True)
+    assert await exported_ids(repository) == [agreed.id, refused.id, regenerated.id]
+
+
+async def test_exports_leave_out_erased_members_until_they_consent_again(
+    repository: Repository,
+) -> None:
+    kept = await finished_draft(repository, author_id="stays")
+    await finished_draft(repository, author_id="gone")
+    await repository.erase_member("gone", member_hash(KEY, "gone"))
+    later = await finished_draft(repository, author_id="gone")
+    await repository.add_improvement(kept.id, "gone", "after erasure")
+
+    assert await exported_ids(repository, consent_default=True, pseudonym_key=KEY) == [kept.id]
+    [record] = [r async for r in repository.iter_feedback(consent_default=True, pseudonym_key=KEY)]
+    assert record.improvements == ()
+    with pytest.raises(StorageError, match="pseudonym key"):
+        await exported_ids(repository, consent_default=True)
+    # Another key cannot recognise the ledger's hashes: the caller must keep its key.
+    assert await exported_ids(repository, consent_default=True, pseudonym_key=b"other") == [
+        kept.id, later.id
+    ]
+
+    hashed = member_hash(KEY, "gone")
+    assert not await repository.training_allowed("gone", hashed, consent_default=True)
+    stays = member_hash(KEY, "stays")
+    assert await repository.training_allowed("stays", stays, consent_default=True)
+    assert not await repository.training_allowed("stays", stays, consent_default=False)
+
+    await repository.set_consent("gone", True)
+    assert await repository.training_allowed("gone", hashed, consent_default=False)
+    records = [r async for r in repository.iter_feedback(pseudonym_key=KEY)]
+    assert [r.id for r in records] == [later.id]
+    records = [r async for r in repository.iter_feedback(consent_default=True, pseudonym_key=KEY)]
+    assert [r.id for r in records] == [kept.id, later.id]
+    assert records[0].improvements == ("after erasure",)
+
+
+def test_pseudonyms_are_stable_keyed_and_never_the_id() -> None:
+    first = pseudonym(KEY, "1234567890")
+    assert first == pseudonym(KEY, "1234567890") and first.startswith("m_") and len(first) == 18
+    assert first != pseudonym(b"another key", "1234567890")
+    assert first != pseudonym(KEY, "1234567891")
+    assert "1234567890" not in first and "1234567890" not in member_hash(KEY, "1234567890")
+    assert member_hash(KEY, "1234567890") == member_hash(KEY, "1234567890")
+    with pytest.raises(ValueError):
+        member_hash(b"", "1234567890")
+
+
+@pytest.mark.parametrize("export_format", ["sft", "dpo", "kto", "raw"])
+async def test_exported_rows_carry_a_pseudonym_and_never_a_member_id(
+    repository: Repository, export_format: str
+) -> None:
+    member_ids = ["member-9988776655", "member-5544332211", "member-1122334455"]
+    original = await finished_draft(repository, author_id=member_ids[0])
+    regenerated = await finished_draft(repository, author_id=member_ids[1], parent_id=original.id)
+    await repository.rate(original.id, member_ids[2], 1)
+    await repository.rate(regenerated.id, member_ids[2], -1)
+    await repository.add_improvement(original.id, member_ids[2], "better")
+    for member in member_ids:
+        await repository.set_consent(member, True)
+
+    keyed = [
+        row
+        async for row in export_rows(
+            repository.iter_feedback(pseudonym_key=KEY), export_format, threshold=0.5
+        )
+    ]
+    plain = [row async for row in export_rows(repository.iter_feedback(), export_format)]
+
+    assert keyed and len(keyed) == len(plain)
+    everything = json.dumps(keyed) + json.dumps(plain)
+    assert not any(member in everything for member in member_ids)
+    authors = {row["author"] if export_format == "raw" else row["metadata"]["author"]
+               for row in keyed}
+    assert authors <= {pseudonym(KEY, member) for member in member_ids[:2]}
+    assert '"author"' not in json.dumps(plain)
+    if export_format == "raw":
+        assert {row["author"] for row in keyed} == {pseudonym(KEY, m) for m in member_ids[:2]}
+        assert "author_id" not in keyed[0] and "member_id" not in keyed[0]
 
 
 @pytest.mark.parametrize("below", ["db.sqlite3", "sub/db.sqlite3"])
@@ -350,7 +717,7 @@ async def test_reopening_keeps_the_data_and_migrates_nothing_twice(tmp_path: Pat
             versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
             revisions = versions.all()
             drafts = await connection.scalar(select(func.count()).select_from(Draft))
-        assert revisions == [("0001",)] and drafts == 1
+        assert revisions == [("0002",)] and drafts == 1
     finally:
         await again.close()
 
