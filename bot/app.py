@@ -5,11 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from bot.config import Settings
-from bot.service import DraftService
+from bot.keys import member_key
+from bot.service import DraftService, Policy
 from generation import EngineConfig, LocalEngine, resolve_model
+from generation.safety import SafetyPolicy
 from storage import Repository, open_database
+
+
+def policy_from(settings: Settings) -> Policy:
+    moderation = settings.moderation
+    return Policy(
+        max_new_tokens=settings.engine.max_new_tokens,
+        rating_threshold=settings.export.rating_threshold,
+        safety=SafetyPolicy(blocked_terms=moderation.blocked_terms,
+                            detect_personal_data=moderation.detect_personal_data,
+                            detect_prompt_leak=moderation.detect_prompt_leak),
+        consent_default=settings.privacy.training_consent_default,
+        pseudonymize=settings.privacy.pseudonymize,
+        member_key=member_key(Path(settings.storage.data_dir).expanduser()),
+    )
 
 
 @asynccontextmanager
@@ -33,11 +50,7 @@ async def open_service(settings: Settings, *, with_model: bool = True) -> AsyncI
                     seed=settings.engine.seed,
                 ),
             )
-        yield DraftService(
-            Repository(database), engine,
-            max_new_tokens=settings.engine.max_new_tokens,
-            rating_threshold=settings.export.rating_threshold,
-        )
+        yield DraftService(Repository(database), engine, policy_from(settings))
     finally:
         if engine is not None:
             await engine.close()

@@ -58,11 +58,26 @@ class ExportSettings(_Section):
     rating_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
 
 
+class ModerationSettings(_Section):
+    roles: tuple[str, ...] = ()
+    review_channel_id: int = Field(default=0, ge=0)
+    blocked_terms: tuple[str, ...] = ()
+    detect_personal_data: bool = True
+    detect_prompt_leak: bool = True
+
+
+class PrivacySettings(_Section):
+    training_consent_default: bool = False
+    pseudonymize: bool = True
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
     export: ExportSettings = ExportSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:

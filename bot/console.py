@@ -107,6 +107,8 @@ class Console:
                         ahead = progress.ahead
                         self._say(f"⏳ waiting for the model — {ahead} draft(s) ahead of yours")
                     continue
+                if progress.held:
+                    continue
                 stable = progress.text.rstrip("\ufffd")  # hold back a half-decoded character
                 if stable.startswith(printed):
                     self._out.write(stable[len(printed):])
@@ -118,7 +120,9 @@ class Console:
         self._say("")
         if progress is None:
             return
-        if progress.status == DraftStatus.DONE:
+        if progress.held:
+            self._say(f"── draft #{draft.id} is held for a moderator's review; its text is not shown ──")
+        elif progress.status == DraftStatus.DONE:
             self._say(f"── done · {progress.completion_tokens} tokens · "
                       "/rate up|down · /regenerate · /improve · /flag ──")
         elif progress.status == DraftStatus.CANCELLED:

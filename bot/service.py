@@ -1,5 +1,8 @@
 """The use cases, once, for every front-end: draft, regenerate, rate, improve, flag, list, export.
 
+Moderation and members' privacy live beside them (bot/moderation.py, bot/privacy.py), reached
+as `service.moderation` and `service.privacy`.
+
 Front-ends (terminal, CLI, Discord) translate their input into these calls and render what
 comes back; no business rule lives in a front-end.
 """
@@ -16,6 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bot.errors import ServiceError
+from bot.moderation import Moderation
+from bot.privacy import Privacy
 from generation import (
     GenerationCancelled,
     GenerationError,
@@ -25,14 +31,11 @@ from generation import (
     Sampling,
     get_task,
 )
+from generation.safety import SafetyPolicy, review_reasons
 from storage import Draft, DraftNotFound, DraftStatus, Repository, export_rows
 
 FEEDBACK_MAX_CHARS = 4000
 PROGRESS_SAVE_INTERVAL_S = 1.0
-
-
-class ServiceError(Exception):
-    """A request the service refuses, with a message fit to show the member."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,29 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """The deployment's rules, from configuration."""
+
+    max_new_tokens: int = 0  # a cap on every task's own budget; 0 keeps them
+    rating_threshold: float = 0.5
+    safety: SafetyPolicy = SafetyPolicy()
+    consent_default: bool = False
+    pseudonymize: bool = True
+    member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
+
+
+@dataclass(frozen=True)
 class DraftProgress:
+    """One step of a draft as a front-end may show it: a held draft's text is never handed out."""
+
     draft_id: int
     text: str
     status: DraftStatus
     completion_tokens: int = 0
     error: str | None = None
     ahead: int = 0  # while queued: drafts in line before this one
+    held: bool = False  # an automatic check tripped: the draft waits for a moderator
+    flag_id: int | None = None  # the automatic flag, once the draft is done
 
 
 @dataclass(frozen=True)
@@ -64,13 +83,13 @@ class ExportSummary:
 class DraftService:
     """Front-end-neutral use cases over one engine and one repository."""
 
-    def __init__(self, repository: Repository, engine: LocalEngine | None, *, max_new_tokens: int = 0,
-                 rating_threshold: float = 0.5) -> None:
+    def __init__(self, repository: Repository, engine: LocalEngine | None, policy: Policy = Policy()) -> None:
         self._repository = repository
         self._engine = engine
-        self._max_new_tokens = max_new_tokens
-        self._rating_threshold = rating_threshold
+        self._policy = policy
         self._requests: dict[int, str] = {}  # running draft id → engine request id
+        self.moderation = Moderation(repository)
+        self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
     @property
     def engine(self) -> LocalEngine:
@@ -93,7 +112,7 @@ class DraftService:
             template_version=task.template_version,
             model=info.name,
             quantization=info.quantization,
-            sampling=task.sampling.capped(self._max_new_tokens).as_dict(),
+            sampling=task.sampling.capped(self._policy.max_new_tokens).as_dict(),
             seed=info.seed,
             author_id=member.id,
             guild_id=member.guild_id,
@@ -113,6 +132,7 @@ class DraftService:
             state = "being written" if draft_id in self._requests else draft.status
             raise ServiceError(f"draft #{draft_id} is {state}, not queued")
         text, tokens, prompt_tokens, first_token_at = "", 0, 0, None
+        reasons: list[str] = []
         saved_at = time.monotonic()
         request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
         prompt, sampling = Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling)
@@ -126,17 +146,20 @@ class DraftService:
                         first_token_at = _now()
                         await self._repository.mark_running(draft_id)
                     text, tokens, prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
+                    # Checked at every step, so held text never reaches a front-end, not even in part.
+                    reasons = reasons or review_reasons(text, draft.system_prompt, self._policy.safety)
                     if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
                         await self._repository.record_progress(draft_id, text)
                         saved_at = time.monotonic()
-                    yield DraftProgress(draft_id, text, DraftStatus.RUNNING, tokens)
+                    yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.RUNNING, tokens, held=bool(reasons))
         except GenerationCancelled:
             await self._repository.cancel_draft(draft_id, text)
-            yield DraftProgress(draft_id, text, DraftStatus.CANCELLED, tokens)
+            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.CANCELLED, tokens, held=bool(reasons))
             return
         except GenerationError as error:
             await self._repository.fail_draft(draft_id, str(error), text)
-            yield DraftProgress(draft_id, text, DraftStatus.FAILED, tokens, error=str(error))
+            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=str(error),
+                                held=bool(reasons))
             return
         except (asyncio.CancelledError, GeneratorExit):
             await self._repository.cancel_draft(draft_id, text)
@@ -152,7 +175,13 @@ class DraftService:
             latency_ms=_ms(finished_at - draft.created_at),
             ttft_ms=_ms((first_token_at or finished_at) - draft.created_at),
         )
-        yield DraftProgress(draft_id, text, DraftStatus.DONE, tokens)
+        flag_id = None
+        if reasons:
+            flag = await self._repository.add_flag(draft_id, "held automatically: " + "; ".join(reasons),
+                                                   source="auto")
+            flag_id = flag.id
+        yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.DONE, tokens, held=bool(reasons),
+                            flag_id=flag_id)
 
     def cancel(self, draft_id: int) -> bool:
         """Stop a queued or running draft; its generate() ends with status cancelled."""
@@ -170,9 +199,15 @@ class DraftService:
         await self._finished(draft_id)
         await self._repository.add_improvement(draft_id, member.id, _feedback_text(text, "improved version"))
 
-    async def flag(self, member: Member, draft_id: int, reason: str) -> None:
+    async def flag(self, member: Member, draft_id: int, reason: str) -> int:
+        """Report a draft to the moderators; returns the flag's id."""
         await self._existing(draft_id)
-        await self._repository.add_flag(draft_id, _feedback_text(reason, "reason"), member_id=member.id)
+        flag = await self._repository.add_flag(draft_id, _feedback_text(reason, "reason"), member_id=member.id)
+        return flag.id
+
+    async def record_message(self, draft_id: int, channel_id: str, message_id: str) -> None:
+        """Remember where a draft was shown, so a moderator's decision can update it there."""
+        await self._repository.set_message(draft_id, channel_id, message_id)
 
     async def recent(self, limit: int = 10, member: Member | None = None) -> list[Draft]:
         return await self._repository.recent_drafts(limit, author_id=member.id if member else None)
@@ -182,7 +217,11 @@ class DraftService:
 
     async def export(self, export_format: str, path: Path) -> ExportSummary:
         """Write one format as JSON Lines, streaming from the database; file writes run off the loop."""
-        rows = export_rows(self._repository.iter_feedback(), export_format, threshold=self._rating_threshold)
+        records = self._repository.iter_feedback(
+            consent_default=self._policy.consent_default, pseudonym_key=self._policy.member_key,
+            pseudonymize=self._policy.pseudonymize,
+        )
+        rows = export_rows(records, export_format, threshold=self._policy.rating_threshold)
         count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:
@@ -207,6 +246,10 @@ class DraftService:
         if draft.status != DraftStatus.DONE:
             raise ServiceError(f"draft #{draft_id} is {draft.status}; only finished drafts can be rated or improved")
         return draft
+
+
+def _shown(text: str, reasons: list[str]) -> str:
+    return "" if reasons else text
 
 
 def _feedback_text(text: str, what: str) -> str:

@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
+from fake_discord import FakeDiscord
 
-from bot.service import DraftService
+from bot.discord.client import CopydeskBot
+from bot.service import DraftService, Policy
 from generation import EngineConfig, LocalEngine, resolve_model
 from storage import Database, Repository, open_database
 
@@ -54,5 +57,28 @@ def repository(database: Database) -> Repository:
 
 
 @pytest.fixture
-def service(repository: Repository, engine: LocalEngine) -> DraftService:
-    return DraftService(repository, engine, max_new_tokens=TEST_MAX_NEW_TOKENS)
+def policy() -> Policy:
+    return Policy(max_new_tokens=TEST_MAX_NEW_TOKENS, member_key=b"test member key")
+
+
+@pytest.fixture
+def service(repository: Repository, engine: LocalEngine, policy: Policy) -> DraftService:
+    return DraftService(repository, engine, policy)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord with ten extra members; every request the bot made must fit Discord's API."""
+    async with FakeDiscord(heartbeat_interval=1.0) as fake:
+        for i in range(10):
+            fake.guild.add_member(f"member{i}")
+        yield fake
+        fake.assert_all_requests_valid()
+        assert_nothing_the_model_wrote_pings(fake)
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, service: DraftService) -> AsyncIterator[CopydeskBot]:
+    running, task = await start_bot(fake, service)
+    yield running
+    await stop_bot(running, task)

@@ -62,7 +62,7 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
     for export_format in ("sft", "dpo", "kto", "raw"):
         target = tmp_path / f"{export_format}.jsonl"
         exported = copydesk("export", "--format", export_format, "--out", str(target), cwd=tmp_path,
-                            cache_dir=cache_dir)
+                            cache_dir=cache_dir, COPYDESK_PRIVACY__TRAINING_CONSENT_DEFAULT="true")
         assert exported.returncode == 0, exported.stderr
         count = len(load_dataset("json", data_files=str(target), split="train"))
         assert exported.stdout.strip() == f"wrote {count} {export_format} rows to {target}"

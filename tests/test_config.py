@@ -37,7 +37,7 @@ def test_environment_overrides_file_values(tmp_path: Path) -> None:
         ('[model]\ndevice = "tpu"\n', "model.device: String should match pattern"),
         ("[engine]\nmax_concurrent = 0\n", "engine.max_concurrent: Input should be greater than or equal to 1 (got 0)"),
         ('[export]\nrating_threshold = "high"\n', "export.rating_threshold: Input should be a valid number"),
-        ("[moderation]\nroles = []\n", "moderation: unknown key"),
+        ("[moderators]\nroles = []\n", "moderators: unknown key"),
         ("model = 3\n", "model: Input should be a valid dictionary"),
     ],
 )

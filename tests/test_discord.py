@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import rows
+from discord_harness import (
+    DEFERRED,
+    EPHEMERAL,
+    custom_ids,
+    finished,
+    run_command,
+    start_bot,
+    stop_bot,
+)
 from fake_discord import FakeDiscord
 from fake_discord.model import resolve_mentions
 
@@ -19,68 +27,7 @@ from bot.discord.drafting import DraftMessage
 from bot.service import DraftProgress, DraftService
 from storage import DraftStatus, Repository
 
-MESSAGE_ROUTES = ("/webhooks/{webhook_id}/{webhook_token}", "/channels/{channel_id}/messages")
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
-EPHEMERAL = 64
-DEFERRED = 5
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(heartbeat_interval=1.0) as fake:
-        for i in range(10):
-            fake.guild.add_member(f"member{i}")
-        yield fake
-        fake.assert_all_requests_valid()
-        assert_nothing_the_model_wrote_pings(fake)
-
-
-async def start_bot(fake: FakeDiscord, service: DraftService) -> tuple[CopydeskBot, asyncio.Task[None]]:
-    bot = CopydeskBot(service, guild_ready_timeout=0.05)
-    task = asyncio.create_task(bot.start(fake.token))
-    await fake.wait_until_connected()
-    await bot.wait_until_ready()
-    return bot, task
-
-
-async def stop_bot(bot: CopydeskBot, task: asyncio.Task[None]) -> None:
-    await bot.close()
-    await task
-
-
-@pytest.fixture
-async def bot(fake: FakeDiscord, service: DraftService) -> AsyncIterator[CopydeskBot]:
-    running, task = await start_bot(fake, service)
-    yield running
-    await stop_bot(running, task)
-
-
-def assert_nothing_the_model_wrote_pings(fake: FakeDiscord) -> None:
-    """Every message the bot sent allows no mention at all, except a fallback's ping of its own member."""
-    for request in fake.requests:
-        body = request.json if isinstance(request.json, dict) else {}
-        if request.method in ("POST", "PATCH") and "content" in body and request.route \
-                and request.route.startswith(MESSAGE_ROUTES):
-            mentions = body.get("allowed_mentions")
-            assert mentions is not None and mentions.get("parse") == [], request
-            assert mentions.get("roles", []) == [] and len(mentions.get("users", [])) <= 1, request
-
-
-def custom_ids(message: dict[str, Any]) -> list[str]:
-    return [component["custom_id"] for row in message.get("components", []) for component in row["components"]]
-
-
-def finished(message: dict[str, Any]) -> bool:
-    return bool(message.get("components"))
-
-
-async def run_command(fake: FakeDiscord, name: str, options: dict[str, str], subcommand: str | None = None,
-                      **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-    interaction = await fake.invoke_command(name, options, subcommand=subcommand, **kwargs)
-    response = await interaction.wait_for_response()
-    assert response["type"] == DEFERRED and interaction.response_delay < 3
-    message = await interaction.wait_for_original(finished, timeout=60)
-    return interaction, message
 
 
 @pytest.mark.parametrize(
@@ -303,7 +250,7 @@ async def test_our_errors_are_logged_with_the_draft_id_and_answered_politely(
 async def test_commands_are_published_by_sync_not_on_start(fake: FakeDiscord, bot: CopydeskBot) -> None:
     assert not any(r.method == "PUT" for r in fake.requests), "starting the bot publishes nothing"
     published = await publish_commands(fake.token)
-    assert sorted(c.name for c in published) == ["Summarize", "draft", "summarize", "write"]
+    assert sorted(c.name for c in published) == ["Summarize", "draft", "privacy", "review", "summarize", "write"]
     assert fake.command("draft")["options"][0]["name"] == "ad"
     await publish_commands(fake.token, guild_id=fake.guild.id)
     assert fake.command("write", guild=fake.guild) is not None

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TEST_MAX_NEW_TOKENS
 from datasets import load_dataset
 
 from bot.service import DraftProgress, DraftService, Member, ServiceError
-from conftest import TEST_MAX_NEW_TOKENS
 from generation import InputError
 from storage import DraftNotFound, DraftStatus, Repository
 
@@ -160,6 +160,8 @@ async def test_exports_load_with_datasets_and_have_the_documented_fields(
     await service.rate(ALICE, flagged, up=True)
     await service.flag(BOB, flagged, "off-brand")
     unrated = await draft(service, {"text": "Short text to summarize."}, task="summary")
+    for member in (ALICE, BOB):
+        await service.privacy.set_training_use(member, True)
 
     rows = {}
     for export_format in ("sft", "dpo", "kto", "raw"):
@@ -193,6 +195,7 @@ async def test_exports_load_with_datasets_and_have_the_documented_fields(
             "created"} <= set(metadata)
     everything = "".join(path.read_text() for path in tmp_path.glob("*.jsonl"))
     assert ALICE.id not in everything and BOB.id not in everything, "exports never carry member ids"
+    assert metadata["author"].startswith("m_"), "authors appear as keyed pseudonyms"
 
 
 async def test_an_export_of_an_empty_database_writes_an_empty_file(service: DraftService, tmp_path: Path) -> None:

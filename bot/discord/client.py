@@ -7,29 +7,34 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.app import open_service
+from bot.config import ModerationSettings, Settings
 from bot.discord.commands import draft_group, summarize, summarize_message, write_group
 from bot.discord.errors import report_command_error
 from bot.discord.feedback import FEEDBACK_BUTTONS
-from bot.app import open_service
-from bot.config import Settings
+from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
+from bot.discord.review import DecideButton, review
 from bot.service import DraftService
 
 
 class CopydeskBot(discord.Client):
     """Holds the service; every command and button reaches it through `interaction.client`."""
 
-    def __init__(self, service: DraftService | None, **options: Any) -> None:
+    def __init__(self, service: DraftService | None, moderation: ModerationSettings = ModerationSettings(),
+                 **options: Any) -> None:
         # No privileged intent: interactions carry everything the commands need.
         super().__init__(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none(),
                          **options)
         self.service = service
+        self.moderator_roles = moderation.roles
+        self.moderator_channel_id = moderation.review_channel_id
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = report_command_error
-        for command in (draft_group, write_group, summarize, summarize_message):
+        for command in (draft_group, write_group, summarize, summarize_message, review, privacy_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*FEEDBACK_BUTTONS)
+        self.add_dynamic_items(*FEEDBACK_BUTTONS, DecideButton, *PRIVACY_BUTTONS)
 
     def require_service(self) -> DraftService:
         if self.service is None:
@@ -49,5 +54,5 @@ async def publish_commands(token: str, guild_id: int | None = None) -> list[app_
 
 async def run_bot(settings: Settings, token: str, **options: Any) -> None:
     """Load the model, open the database, and serve Discord until the bot is closed or cancelled."""
-    async with open_service(settings) as service, CopydeskBot(service, **options) as bot:
+    async with open_service(settings) as service, CopydeskBot(service, settings.moderation, **options) as bot:
         await bot.start(token)

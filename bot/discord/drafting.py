@@ -14,10 +14,11 @@ from typing import Any
 
 import discord
 
+from bot.discord.context import member_of, service_of
 from bot.discord.errors import MEMBER_ERRORS, report
 from bot.discord.feedback import feedback_view
 from bot.discord.rendering import split_message, streaming_preview
-from bot.discord.context import member_of, service_of
+from bot.discord.review import post_for_review
 from bot.service import DraftProgress
 from generation import get_task
 from storage import Draft, DraftStatus
@@ -28,6 +29,7 @@ TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
 MAX_FOLLOWUPS = 3  # beyond this many extra messages, the draft arrives as a .md file
 EXPIRED_TOKEN = 50027
 NO_MENTIONS = discord.AllowedMentions.none()
+HELD = "⏸️ This draft is waiting for a moderator's review before it can be shown."
 
 
 async def start_draft(interaction: discord.Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
@@ -52,6 +54,8 @@ async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
             await message.show(progress)
         if progress is not None:
             await message.finish(progress)
+        if progress is not None and progress.flag_id is not None:
+            await post_for_review(interaction.client, progress.flag_id)
     except Exception as error:  # noqa: BLE001 - every failure is reported with its draft id
         await report(interaction, error, draft.id)
 
@@ -70,6 +74,8 @@ class DraftMessage:
     async def show(self, progress: DraftProgress) -> None:
         if progress.status == DraftStatus.QUEUED:
             shown = f"{self._header}\n⏳ Waiting for the model — {progress.ahead} draft(s) ahead of yours."
+        elif progress.held:
+            shown = f"{self._header}\n{HELD}"
         elif progress.status == DraftStatus.RUNNING:
             shown = streaming_preview(progress.text, self._header)
         else:
@@ -81,7 +87,9 @@ class DraftMessage:
         await self._via_token(self._interaction.edit_original_response(content=shown, allowed_mentions=NO_MENTIONS))
 
     async def finish(self, progress: DraftProgress) -> None:
-        if progress.status == DraftStatus.DONE:
+        if progress.held:
+            await self._send_final(f"{self._header}\n{HELD}", view=None)
+        elif progress.status == DraftStatus.DONE:
             await self._deliver(progress.text)
         elif progress.status == DraftStatus.CANCELLED:
             await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
@@ -102,11 +110,12 @@ class DraftMessage:
             await self._send_more(chunk, view=view if index == len(chunks) else None)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
+        """Replace the streaming reply with the final one, and remember where it is for moderators."""
         extra = {"attachments": [file]} if file else {}
         edit = self._interaction.edit_original_response(content=content, view=view, allowed_mentions=NO_MENTIONS,
                                                         **extra)
-        if not await self._via_token(edit):
-            await self._channel_message(content, view=view, file=file)
+        message = await self._via_token(edit) or await self._channel_message(content, view=view, file=file)
+        await service_of(self._interaction).record_message(self._draft.id, str(message.channel.id), str(message.id))
 
     async def _send_more(self, content: str, view: discord.ui.View | None) -> None:
         send = self._interaction.followup.send(content, view=view or discord.utils.MISSING,
@@ -114,26 +123,25 @@ class DraftMessage:
         if not await self._via_token(send):
             await self._channel_message(content, view=view)
 
-    async def _via_token(self, request: Coroutine[Any, Any, object]) -> bool:
-        """Send through the interaction token while it lives; False once Discord says it expired."""
+    async def _via_token(self, request: Coroutine[Any, Any, discord.Message]) -> discord.Message | None:
+        """Send through the interaction token while it lives; None once Discord says it expired."""
         if not self._token_usable():
             request.close()
-            return False
+            return None
         try:
-            await request
+            return await request
         except discord.HTTPException as error:
             if error.code != EXPIRED_TOKEN:
                 raise
             self._token_dead = True
-            return False
-        return True
+            return None
 
     async def _channel_message(self, content: str, view: discord.ui.View | None,
-                               file: discord.File | None = None) -> None:
+                               file: discord.File | None = None) -> discord.Message:
         """After the token expired: a normal message in the channel that pings only the member."""
         channel = self._interaction.client.get_partial_messageable(self._interaction.channel_id)
         mention = f"{self._interaction.user.mention}, your draft is ready:\n"
-        await channel.send(
+        return await channel.send(
             (mention + content)[:2000], view=view or discord.utils.MISSING, file=file or discord.utils.MISSING,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
         )

@@ -7,13 +7,13 @@ import logging
 import discord
 from discord import app_commands
 
-from bot.service import ServiceError
+from bot.errors import ServiceError
 from generation import InputError
-from storage import DraftNotFound
+from storage import DraftNotFound, FlagNotFound
 
 log = logging.getLogger("copydesk.discord")
 
-MEMBER_ERRORS = (InputError, ServiceError, DraftNotFound)
+MEMBER_ERRORS = (InputError, ServiceError, DraftNotFound, FlagNotFound)
 OUR_FAULT = "Sorry — something went wrong on our side{where}. It has been logged; please try again in a moment."
 
 

@@ -13,6 +13,7 @@ import discord
 
 from bot.discord.context import member_of, service_of
 from bot.discord.errors import report, tell
+from bot.discord.review import post_for_review
 
 FEEDBACK_MAX_CHARS = 4000
 
@@ -53,7 +54,9 @@ class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cop
         return cls(_draft_id(match))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.drafting import stream_draft  # drafting renders these buttons: import late
+        from bot.discord.drafting import (
+            stream_draft,  # drafting renders these buttons: import late
+        )
 
         await interaction.response.defer(thinking=True)
         try:
@@ -121,8 +124,9 @@ class FlagModal(discord.ui.Modal, title="Flag this draft"):
         self.draft_id = draft_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await service_of(interaction).flag(member_of(interaction), self.draft_id, self.reason.value)
+        flag_id = await service_of(interaction).flag(member_of(interaction), self.draft_id, self.reason.value)
         await tell(interaction, f"Draft #{self.draft_id} is flagged for review. Thank you.")
+        await post_for_review(interaction.client, flag_id)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await report(interaction, error, self.draft_id)

@@ -20,7 +20,17 @@ from aiohttp import BodyPartReader, hdrs, web
 
 from . import openapi
 from .gateway import GUILD_MESSAGES
-from .model import EPHEMERAL, LOADING, Channel, is_empty, limit_problems, message_fields, new_message, now_iso, snowflake
+from .model import (
+    EPHEMERAL,
+    LOADING,
+    Channel,
+    is_empty,
+    limit_problems,
+    message_fields,
+    new_message,
+    now_iso,
+    snowflake,
+)
 from .openapi import Problem
 
 if TYPE_CHECKING:

@@ -16,8 +16,18 @@ from aiohttp import web
 
 from . import openapi, rest
 from .gateway import Gateway
-from .model import (LOADING, MANAGE_MESSAGES, Channel, Guild, Member, Role, User, new_guild, new_message,
-                    snowflake)
+from .model import (
+    LOADING,
+    MANAGE_MESSAGES,
+    Channel,
+    Guild,
+    Member,
+    Role,
+    User,
+    new_guild,
+    new_message,
+    snowflake,
+)
 
 T = TypeVar("T")
 MESSAGE_CONTENT = 1 << 15  # the privileged intent without which Discord blanks other users' message content

@@ -1,0 +1,144 @@
+"""Moderation in Discord: who is a moderator, the review channel, `/review`, and Uphold / Dismiss.
+
+Moderator rights are checked on the bot's side at every command and every click, from the
+roles and permissions the interaction carries at that moment (roles can change in between);
+`default_member_permissions` only hides the command in Discord's menus.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.discord.context import member_of, service_of
+from bot.discord.errors import report, tell
+from bot.discord.safe_text import reveal
+from storage import Flag
+
+NO_MENTIONS = discord.AllowedMentions.none()
+REMOVED = "🛑 This draft was removed by a moderator."
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    """Manage Messages in this channel, or any role the config names (by id or by name)."""
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return False
+    if interaction.permissions.manage_messages:
+        return True
+    roles: tuple[str, ...] = interaction.client.moderator_roles  # type: ignore[attr-defined]
+    return any(str(role.id) in roles or role.name in roles for role in member.roles)
+
+
+async def require_moderator(interaction: discord.Interaction) -> bool:
+    if is_moderator(interaction):
+        await service_of(interaction).moderation.seen(member_of(interaction))
+        return True
+    await tell(interaction, "⚠️ Only moderators can do that.")
+    return False
+
+
+def describe_flag(flag: Flag, limit: int = 1500) -> str:
+    draft = flag.draft
+    inputs = ", ".join(f"{name}: {reveal(value, 200)}" for name, value in draft.inputs.items())
+    who = "automatic check" if flag.member_id is None else f"<@{flag.member_id}>"
+    return (
+        f"**Flag #{flag.id}** on draft #{draft.id} ({draft.task}) by <@{draft.author_id}> — raised by {who}\n"
+        f"**Reason:** {reveal(flag.reason, 300)}\n**Inputs:** {inputs}\n"
+        f">>> {reveal(draft.output, limit) or '(empty)'}"
+    )
+
+
+def decision_view(flag_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(DecideButton(flag_id, uphold=True))
+    view.add_item(DecideButton(flag_id, uphold=False))
+    return view
+
+
+async def post_for_review(client: discord.Client, flag_id: int) -> None:
+    """Post a new flag to the review channel, if one is configured."""
+    channel_id: int = client.moderator_channel_id  # type: ignore[attr-defined]
+    if not channel_id:
+        return
+    flag = await client.require_service().moderation.flag(flag_id)  # type: ignore[attr-defined]
+    await client.get_partial_messageable(channel_id).send(
+        describe_flag(flag), view=decision_view(flag_id), allowed_mentions=NO_MENTIONS)
+
+
+class DecideButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:mod:(?P<verdict>uphold|dismiss):(?P<flag>\d{1,18})"):
+    def __init__(self, flag_id: int, uphold: bool) -> None:
+        self.flag_id, self.uphold = flag_id, uphold
+        verdict = "uphold" if uphold else "dismiss"
+        super().__init__(discord.ui.Button(
+            label="Uphold (remove draft)" if uphold else "Dismiss",
+            style=discord.ButtonStyle.danger if uphold else discord.ButtonStyle.secondary,
+            custom_id=f"copydesk:mod:{verdict}:{flag_id}",
+        ))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> DecideButton:
+        return cls(int(match["flag"]), match["verdict"] == "uphold")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if not await require_moderator(interaction):
+            return
+        try:
+            flag = await service_of(interaction).moderation.decide(member_of(interaction), self.flag_id,
+                                                                   uphold=self.uphold)
+            await apply_decision(interaction.client, flag)
+        except Exception as error:  # noqa: BLE001 - reported to the moderator, logged if ours
+            await report(interaction, error)
+            return
+        outcome = "upheld — the draft was removed" if self.uphold else "dismissed"
+        await interaction.response.edit_message(
+            content=f"{describe_flag(flag)}\n\n✅ Flag #{flag.id} {outcome} by {interaction.user.mention}.",
+            view=None, allowed_mentions=NO_MENTIONS)
+
+
+async def apply_decision(client: discord.Client, flag: Flag) -> None:
+    """Show the outcome where the draft is: removed, or released if it was held."""
+    from bot.discord.feedback import (
+        feedback_view,  # feedback buttons post flags here: import late
+    )
+
+    draft = flag.draft
+    if not (draft.channel_id and draft.message_id):
+        return
+    message = client.get_partial_messageable(int(draft.channel_id)).get_partial_message(int(draft.message_id))
+    if flag.status == "upheld":
+        await message.edit(content=REMOVED, view=None, attachments=[], allowed_mentions=NO_MENTIONS)
+    elif flag.source == "auto":
+        header = f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+        await message.edit(content=f"{header}\n{draft.output}"[:2000], view=feedback_view(draft.id),
+                           allowed_mentions=NO_MENTIONS)
+
+
+@app_commands.command(name="review", description="Moderators: the open flags, oldest first, or the audit log")
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_messages=True)
+@app_commands.describe(show="What to show")
+@app_commands.choices(show=[app_commands.Choice(name="queue", value="queue"),
+                            app_commands.Choice(name="log", value="log")])
+async def review(interaction: discord.Interaction, show: str = "queue") -> None:
+    if not await require_moderator(interaction):
+        return
+    moderation = service_of(interaction).moderation
+    guild_id = str(interaction.guild_id)
+    if show == "log":
+        actions = await moderation.log(guild_id)
+        lines = [f"`{a.created_at:%Y-%m-%d %H:%M}` <@{a.moderator_id}> **{a.action}** flag #{a.flag_id} "
+                 f"(draft #{a.draft_id}){' — ' + reveal(a.note, 200) if a.note else ''}" for a in actions]
+        await tell(interaction, "\n".join(lines)[:2000] if lines else "The audit log is empty.")
+        return
+    flags = await moderation.queue(guild_id, limit=5)
+    if not flags:
+        await tell(interaction, "No open flags. 🎉")
+        return
+    await interaction.response.send_message(f"{len(flags)} oldest open flag(s):", ephemeral=True)
+    for flag in flags:
+        await interaction.followup.send(describe_flag(flag, limit=1200), view=decision_view(flag.id),
+                                        ephemeral=True, allowed_mentions=NO_MENTIONS)
