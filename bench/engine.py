@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from generation import EngineConfig, LocalEngine, Prompt, Sampling, get_task, resolve_model  # noqa: E402
+from generation import (  # noqa: E402
+    EngineConfig,
+    LocalEngine,
+    Prompt,
+    Sampling,
+    get_task,
+    resolve_model,
+)
 from generation.loading import QUANTIZATIONS, LoadedModel, load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 

@@ -2,7 +2,12 @@
 
 from generation.catalogue import TASKS, Field, Prompt, Task, get_task
 from generation.engine import EngineConfig, LocalEngine, ModelInfo, StreamUpdate
-from generation.errors import GenerationCancelled, GenerationError, InputError, ModelNotFound
+from generation.errors import (
+    GenerationCancelled,
+    GenerationError,
+    InputError,
+    ModelNotFound,
+)
 from generation.model_source import ModelSource, resolve_model
 from generation.sampling import Sampling
 

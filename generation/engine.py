@@ -21,7 +21,6 @@ from generation.loading import LoadedModel, load_model
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
 
-
 QUEUE_REPORT_INTERVAL_S = 1.0
 
 

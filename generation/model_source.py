@@ -52,9 +52,8 @@ def convert_embedded(cache_dir: Path) -> Path:
     if (target / "model.safetensors").is_file():
         return target
     gguf = embedded_gguf()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

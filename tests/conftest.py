@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
-from fake_discord import FakeDiscord
 
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService, Policy
+from discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
+from fake_discord import FakeDiscord
 from generation import EngineConfig, LocalEngine, resolve_model
 from storage import Database, Repository, open_database
 

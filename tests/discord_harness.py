@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fake_discord import FakeDiscord
-
 from bot.config import ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService
+from fake_discord import FakeDiscord
 
 MESSAGE_ROUTES = ("/webhooks/{webhook_id}/{webhook_token}", "/channels/{channel_id}/messages")
 EPHEMERAL = 64

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import rows
 from datasets import load_dataset
+
+from conftest import rows
 
 COPYDESK = str(Path(sys.executable).with_name("copydesk"))
 

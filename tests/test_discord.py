@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bot.config import load_settings
+from bot.discord.client import CopydeskBot, publish_commands, run_bot
+from bot.discord.drafting import DraftMessage
+from bot.service import DraftProgress, DraftService
 from conftest import rows
 from discord_harness import (
     DEFERRED,
@@ -20,11 +25,6 @@ from discord_harness import (
 )
 from fake_discord import FakeDiscord
 from fake_discord.model import resolve_mentions
-
-from bot.config import load_settings
-from bot.discord.client import CopydeskBot, publish_commands, run_bot
-from bot.discord.drafting import DraftMessage
-from bot.service import DraftProgress, DraftService
 from storage import DraftStatus, Repository
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}

@@ -16,6 +16,7 @@ import aiohttp
 import discord
 import pytest
 from discord import app_commands
+
 from fake_discord import FakeDiscord
 
 NO_MENTIONS = discord.AllowedMentions.none()

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
-from fake_discord import FakeDiscord
 
 from bot.config import ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.discord.drafting import HELD
 from bot.discord.review import REMOVED
 from bot.service import DraftService, Policy
+from discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
+from fake_discord import FakeDiscord
 from generation.safety import SafetyPolicy
 from storage import DraftStatus, Repository
 

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TEST_MAX_NEW_TOKENS
 from datasets import load_dataset
 
 from bot.service import DraftProgress, DraftService, Member, ServiceError
+from conftest import TEST_MAX_NEW_TOKENS
 from generation import InputError
 from storage import DraftNotFound, DraftStatus, Repository
 
