@@ -26,7 +26,6 @@ from storage import Draft, DraftStatus
 EDIT_INTERVAL_S = 1.2
 TOKEN_LIFETIME = timedelta(minutes=15)
 TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
-MAX_FOLLOWUPS = 3  # beyond this many extra messages, the draft arrives as a .md file
 EXPIRED_TOKEN = 50027
 NO_MENTIONS = discord.AllowedMentions.none()
 HELD = "⏸️ This draft is waiting for a moderator's review before it can be shown."
@@ -97,17 +96,17 @@ class DraftMessage:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
     async def _deliver(self, text: str) -> None:
-        # Room for the header, and for the mention should the draft end up as a channel message.
-        chunks = split_message(text, limit=1900 - len(self._header))
+        """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
+        message shows its beginning (code fences closed) and comes whole as a `.md` file."""
+        # Room for the header, the note on the file, and a mention should it end up as a channel message.
+        chunks = split_message(text, limit=1800 - len(self._header))
         view = feedback_view(self._draft.id)
-        if len(chunks) - 1 > MAX_FOLLOWUPS:
-            attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{self._draft.id}.md")
-            await self._send_final(f"{self._header}\nThe draft is long, so it is attached as a file.",
-                                   view=view, file=attachment)
+        if len(chunks) == 1:
+            await self._send_final(f"{self._header}\n{chunks[0]}", view=view)
             return
-        await self._send_final(f"{self._header}\n{chunks[0]}", view=view if len(chunks) == 1 else None)
-        for index, chunk in enumerate(chunks[1:], start=2):
-            await self._send_more(chunk, view=view if index == len(chunks) else None)
+        attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{self._draft.id}.md")
+        await self._send_final(f"{self._header}\n{chunks[0]}\n-# … the whole draft is in the attached file.",
+                               view=view, file=attachment)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
         """Replace the streaming reply with the final one, and remember where it is for moderators."""
@@ -116,12 +115,6 @@ class DraftMessage:
                                                         **extra)
         message = await self._via_token(edit) or await self._channel_message(content, view=view, file=file)
         await service_of(self._interaction).record_message(self._draft.id, str(message.channel.id), str(message.id))
-
-    async def _send_more(self, content: str, view: discord.ui.View | None) -> None:
-        send = self._interaction.followup.send(content, view=view or discord.utils.MISSING,
-                                               allowed_mentions=NO_MENTIONS)
-        if not await self._via_token(send):
-            await self._channel_message(content, view=view)
 
     async def _via_token(self, request: Coroutine[Any, Any, discord.Message]) -> discord.Message | None:
         """Send through the interaction token while it lives; None once Discord says it expired."""
