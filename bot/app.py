@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,9 +11,12 @@ from pathlib import Path
 from bot.config import Settings
 from bot.keys import member_key
 from bot.service import DraftService, Policy
-from generation import EngineConfig, LocalEngine, resolve_model
+from generation import Engine, EngineConfig, LocalEngine, resolve_model
+from generation.openai_engine import OpenAIEngine
 from generation.safety import SafetyPolicy
 from storage import Repository, open_database
+
+API_KEY_VARIABLE = "COPYDESK_OPENAI_API_KEY"
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -29,27 +33,34 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+async def start_engine(settings: Settings) -> Engine:
+    """The local model in a worker thread, or a model server over HTTP (`engine.kind`)."""
+    engine = settings.engine
+    if engine.kind == "openai":
+        return await OpenAIEngine.start(
+            engine.base_url, settings.model.name, api_key=os.environ.get(API_KEY_VARIABLE),
+            timeout_s=engine.timeout_s, max_concurrent=engine.max_concurrent,
+        )
+    source = await asyncio.to_thread(
+        resolve_model, settings.model.name, settings.model.cache_path(), allow_download=settings.model.allow_download,
+    )
+    return await LocalEngine.start(
+        source,
+        quantization=settings.model.quantization,
+        device=settings.model.device,
+        config=EngineConfig(max_concurrent=engine.max_concurrent, max_context_tokens=engine.max_context_tokens,
+                            seed=engine.seed),
+    )
+
+
 @asynccontextmanager
 async def open_service(settings: Settings, *, with_model: bool = True) -> AsyncIterator[DraftService]:
     """Open the database first (fast to fail), then load the model unless only stored data is needed."""
     database = await open_database(settings.storage.database_url())
-    engine: LocalEngine | None = None
+    engine: Engine | None = None
     try:
         if with_model:
-            source = await asyncio.to_thread(
-                resolve_model, settings.model.name, settings.model.cache_path(),
-                allow_download=settings.model.allow_download,
-            )
-            engine = await LocalEngine.start(
-                source,
-                quantization=settings.model.quantization,
-                device=settings.model.device,
-                config=EngineConfig(
-                    max_concurrent=settings.engine.max_concurrent,
-                    max_context_tokens=settings.engine.max_context_tokens,
-                    seed=settings.engine.seed,
-                ),
-            )
+            engine = await start_engine(settings)
         yield DraftService(Repository(database), engine, policy_from(settings))
     finally:
         if engine is not None:

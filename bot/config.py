@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "COPYDESK_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -38,10 +38,14 @@ class ModelSettings(_Section):
 
 
 class EngineSettings(_Section):
+    kind: Literal["local", "openai"] = "local"
     max_concurrent: int = Field(default=16, ge=1, le=256)
     max_context_tokens: int = Field(default=2048, ge=256)
     max_new_tokens: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
+    base_url: str = ""
+    timeout_s: float = Field(default=300.0, gt=0)
+
 
 
 class StorageSettings(_Section):
@@ -78,6 +82,13 @@ class Settings(_Section):
     export: ExportSettings = ExportSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+
+    @model_validator(mode="after")
+    def _server_named(self) -> Settings:
+        if self.engine.kind == "openai" and not (self.engine.base_url and self.model.name):
+            raise ValueError('engine.kind = "openai" needs engine.base_url (e.g. "http://gpu-box:8000/v1") '
+                             "and model.name (the model the server serves)")
+        return self
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -117,4 +128,6 @@ def _describe(problem: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if problem["type"] == "value_error":
+        return f"{key + ': ' if key else ''}{problem['ctx']['error']}"
     return f"{key}: {problem['msg']} (got {problem['input']!r})"

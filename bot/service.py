@@ -23,10 +23,10 @@ from bot.errors import ServiceError
 from bot.moderation import Moderation
 from bot.privacy import Privacy
 from generation import (
+    Engine,
     GenerationCancelled,
     GenerationError,
     InputError,
-    LocalEngine,
     Prompt,
     Sampling,
     get_task,
@@ -83,7 +83,7 @@ class ExportSummary:
 class DraftService:
     """Front-end-neutral use cases over one engine and one repository."""
 
-    def __init__(self, repository: Repository, engine: LocalEngine | None, policy: Policy = Policy()) -> None:
+    def __init__(self, repository: Repository, engine: Engine | None, policy: Policy = Policy()) -> None:
         self._repository = repository
         self._engine = engine
         self._policy = policy
@@ -92,7 +92,7 @@ class DraftService:
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
     @property
-    def engine(self) -> LocalEngine:
+    def engine(self) -> Engine:
         if self._engine is None:
             raise ServiceError("no model is loaded in this process")
         return self._engine

@@ -1,7 +1,7 @@
 """Generation: the task catalogue, model resolution and the engines. Knows nothing of Discord or SQL."""
 
 from generation.catalogue import TASKS, Field, Prompt, Task, get_task
-from generation.engine import EngineConfig, LocalEngine, ModelInfo, StreamUpdate
+from generation.engine import Engine, EngineConfig, LocalEngine, ModelInfo, StreamUpdate
 from generation.errors import (
     GenerationCancelled,
     GenerationError,
@@ -12,7 +12,7 @@ from generation.model_source import ModelSource, resolve_model
 from generation.sampling import Sampling
 
 __all__ = [
-    "TASKS", "EngineConfig", "Field", "GenerationCancelled", "GenerationError", "InputError", "LocalEngine",
+    "TASKS", "Engine", "EngineConfig", "Field", "GenerationCancelled", "GenerationError", "InputError", "LocalEngine",
     "ModelInfo", "ModelNotFound", "ModelSource", "Prompt", "Sampling", "StreamUpdate", "Task", "get_task",
     "resolve_model",
 ]

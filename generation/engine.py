@@ -13,15 +13,14 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from generation.catalogue import Prompt
 from generation.errors import GenerationCancelled, GenerationError
 from generation.loading import LoadedModel, load_model
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
-
-QUEUE_REPORT_INTERVAL_S = 1.0
+from generation.slots import SlotQueue
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,18 @@ class StreamUpdate:
     queued_ahead: int | None = None  # set while the request waits for a batch slot
 
 
+class Engine(Protocol):
+    """What the service needs of an engine; the local one and the OpenAI-compatible one both fit."""
+
+    info: ModelInfo
+
+    def stream(self, prompt: Prompt, sampling: Sampling, request_id: str) -> AsyncIterator[StreamUpdate]: ...
+
+    def cancel(self, request_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class _Pending:
     """The newest output of one request, passed from the manager's callbacks to its consumer.
 
@@ -62,7 +73,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.output: Any = None
-        self.cancelled = False
+        self.cancelled = asyncio.Event()
         self.changed = asyncio.Event()
 
     def deliver(self, output: Any) -> None:
@@ -70,7 +81,7 @@ class _Pending:
         self.changed.set()
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.cancelled.set()
         self.changed.set()
 
 
@@ -81,9 +92,8 @@ class LocalEngine:
         self._tokenizer = loaded.tokenizer
         self._manager = manager
         self._config = config
-        self._slots = asyncio.Semaphore(config.max_concurrent)
+        self._slots = SlotQueue(config.max_concurrent)
         self._pending: dict[str, _Pending] = {}
-        self._queue: list[str] = []  # requests waiting for a slot, oldest first
         self.info = info
 
     @classmethod
@@ -112,15 +122,12 @@ class LocalEngine:
         try:
             input_ids = await asyncio.to_thread(self._encode, prompt)
             self._check_fits(len(input_ids), sampling.max_new_tokens)
-            if self._slots.locked():
-                async with aclosing(self._wait_for_slot(request_id, pending)) as places:
-                    async for ahead in places:
-                        yield StreamUpdate(text="", prompt_tokens=len(input_ids), completion_tokens=0,
-                                           finished=False, queued_ahead=ahead)
-            else:
-                await self._slots.acquire()
+            async with aclosing(self._slots.take(request_id, pending.cancelled)) as places:
+                async for ahead in places:
+                    yield StreamUpdate(text="", prompt_tokens=len(input_ids), completion_tokens=0, finished=False,
+                                       queued_ahead=ahead)
             holding_slot = True
-            if pending.cancelled:
+            if pending.cancelled.is_set():
                 raise GenerationCancelled(f"request {request_id} was cancelled while queued")
             self._manager.register_result_handler(request_id, pending.deliver)
             accepted = self._manager.add_request(
@@ -133,7 +140,7 @@ class LocalEngine:
             while not finished:
                 await pending.changed.wait()
                 pending.changed.clear()
-                if pending.cancelled:
+                if pending.cancelled.is_set():
                     raise GenerationCancelled(f"request {request_id} was cancelled")
                 output = pending.output
                 if output.error is not None:
@@ -153,31 +160,6 @@ class LocalEngine:
             if submitted and not finished:
                 # cancel_request never delivers a final output, so nothing waits on one.
                 self._manager.cancel_request(request_id)
-
-    async def _wait_for_slot(self, request_id: str, pending: _Pending) -> AsyncIterator[int]:
-        """Wait, first come first served, for a batch slot, yielding how many requests are ahead.
-
-        Returns holding the slot; raises GenerationCancelled (holding nothing) if cancelled meanwhile.
-        """
-        self._queue.append(request_id)
-        slot = asyncio.ensure_future(self._slots.acquire())
-        try:
-            while not slot.done():
-                if pending.cancelled:
-                    raise GenerationCancelled(f"request {request_id} was cancelled while queued")
-                yield self._queue.index(request_id)
-                pending.changed.clear()
-                woken = asyncio.ensure_future(pending.changed.wait())
-                await asyncio.wait({slot, woken}, timeout=QUEUE_REPORT_INTERVAL_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-        except BaseException:
-            if slot.done() and not slot.cancelled():
-                self._slots.release()
-            slot.cancel()
-            raise
-        finally:
-            self._queue.remove(request_id)
 
     def cancel(self, request_id: str) -> bool:
         """Stop a queued or running request; its stream raises GenerationCancelled."""

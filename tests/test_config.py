@@ -39,6 +39,7 @@ def test_environment_overrides_file_values(tmp_path: Path) -> None:
         ('[export]\nrating_threshold = "high"\n', "export.rating_threshold: Input should be a valid number"),
         ("[moderators]\nroles = []\n", "moderators: unknown key"),
         ("model = 3\n", "model: Input should be a valid dictionary"),
+        ('[engine]\nkind = "openai"\n', 'engine.kind = "openai" needs engine.base_url'),
     ],
 )
 def test_each_bad_key_is_named_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
