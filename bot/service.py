@@ -183,6 +183,14 @@ class DraftService:
         yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.DONE, tokens, held=bool(reasons),
                             flag_id=flag_id)
 
+    async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
+        """A member stops their own draft while it waits or streams; a moderator may stop any."""
+        draft = await self._existing(draft_id)
+        if draft.author_id != member.id and not as_moderator:
+            raise ServiceError("only the member who asked for this draft can cancel it")
+        if not self.cancel(draft_id):
+            raise ServiceError(f"draft #{draft_id} is not being written any more")
+
     def cancel(self, draft_id: int) -> bool:
         """Stop a queued or running draft; its generate() ends with status cancelled."""
         request_id = self._requests.get(draft_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from bot.config import load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
-from bot.service import DraftProgress, DraftService
+from bot.service import DraftProgress, DraftService, Policy
 from conftest import rows
 from discord_harness import (
     DEFERRED,
@@ -271,3 +272,28 @@ async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
         await running
     [(output,)] = rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT output FROM drafts WHERE status = 'done'")
     assert output.strip() in message["content"]
+
+
+async def test_a_member_can_cancel_their_draft_while_it_streams(
+    fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
+) -> None:
+    patient = DraftService(repository, engine, replace(policy, max_new_tokens=300))
+    bot, task = await start_bot(fake, patient)
+    try:
+        alice, member = fake.guild.member("alice"), fake.guild.member("member0")
+        interaction = await fake.invoke_command("write", {"topic": "a week on the coast path"}, subcommand="blog",
+                                                user=alice)
+        streaming = await interaction.wait_for_original(lambda m: "copydesk:cancel:" in str(m.get("components")),
+                                                        timeout=30)
+        [draft] = await repository.recent_drafts()
+        assert custom_ids(streaming) == [f"copydesk:cancel:{draft.id}"]
+        other = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=member)
+        assert "only the member who asked" in (await other.wait_for_response())["data"]["content"]
+        mine = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=alice)
+        assert (await mine.wait_for_response())["data"]["content"] == f"Cancelling draft #{draft.id}."
+        final = await interaction.wait_for_original(lambda m: "*Cancelled.*" in m["content"], timeout=30)
+        assert final["components"] == []
+        stored = await repository.get_draft(draft.id)
+        assert stored.status == DraftStatus.CANCELLED and stored.completion_tokens is None
+    finally:
+        await stop_bot(bot, task)

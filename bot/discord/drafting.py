@@ -16,7 +16,7 @@ import discord
 
 from bot.discord.context import member_of, service_of
 from bot.discord.errors import MEMBER_ERRORS, report
-from bot.discord.feedback import feedback_view
+from bot.discord.feedback import cancel_view, feedback_view
 from bot.discord.rendering import split_message, streaming_preview
 from bot.discord.review import post_for_review
 from bot.service import DraftProgress
@@ -82,8 +82,12 @@ class DraftMessage:
         if shown == self._shown or time.monotonic() - self._last_edit < EDIT_INTERVAL_S:
             return
         self._last_edit = time.monotonic()
+        first = not self._shown
         self._shown = shown
-        await self._via_token(self._interaction.edit_original_response(content=shown, allowed_mentions=NO_MENTIONS))
+        # The Cancel button comes with the first edit; later edits leave the components as they are.
+        extra = {"view": cancel_view(self._draft.id)} if first else {}
+        await self._via_token(self._interaction.edit_original_response(content=shown, allowed_mentions=NO_MENTIONS,
+                                                                       **extra))
 
     async def finish(self, progress: DraftProgress) -> None:
         if progress.held:

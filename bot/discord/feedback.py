@@ -13,7 +13,7 @@ import discord
 
 from bot.discord.context import member_of, service_of
 from bot.discord.errors import report, tell
-from bot.discord.review import post_for_review
+from bot.discord.review import is_moderator, post_for_review
 
 FEEDBACK_MAX_CHARS = 4000
 
@@ -95,6 +95,34 @@ class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:
         await interaction.response.send_modal(FlagModal(self.draft_id))
 
 
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:cancel:(?P<draft>\d{1,18})"):
+    """Shown while a draft waits or streams: its member (or a moderator) can stop it."""
+
+    def __init__(self, draft_id: int) -> None:
+        self.draft_id = draft_id
+        super().__init__(discord.ui.Button(label="Cancel", emoji="✖️", style=discord.ButtonStyle.secondary,
+                                           custom_id=f"copydesk:cancel:{draft_id}"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> CancelButton:
+        return cls(_draft_id(match))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await service_of(interaction).withdraw(member_of(interaction), self.draft_id,
+                                                   as_moderator=is_moderator(interaction))
+        except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
+            await report(interaction, error, self.draft_id)
+            return
+        await tell(interaction, f"Cancelling draft #{self.draft_id}.")
+
+
+def cancel_view(draft_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(draft_id))
+    return view
+
+
 class ImproveModal(discord.ui.Modal, title="Write a better version"):
     text: discord.ui.TextInput = discord.ui.TextInput(
         label="Your improved version", style=discord.TextStyle.paragraph, max_length=FEEDBACK_MAX_CHARS,
@@ -132,7 +160,7 @@ class FlagModal(discord.ui.Modal, title="Flag this draft"):
         await report(interaction, error, self.draft_id)
 
 
-FEEDBACK_BUTTONS = (RateButton, RegenerateButton, ImproveButton, FlagButton)
+FEEDBACK_BUTTONS = (RateButton, RegenerateButton, ImproveButton, FlagButton, CancelButton)
 
 
 def feedback_view(draft_id: int) -> discord.ui.View:
