@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.keys import member_key
-from bot.service import DraftService, Policy
+from bot.service import DraftService, Limits, Policy
 from generation import Engine, EngineConfig, LocalEngine, resolve_model
 from generation.openai_engine import OpenAIEngine
 from generation.safety import SafetyPolicy
@@ -30,6 +30,7 @@ def policy_from(settings: Settings) -> Policy:
         consent_default=settings.privacy.training_consent_default,
         pseudonymize=settings.privacy.pseudonymize,
         member_key=member_key(Path(settings.storage.data_dir).expanduser()),
+        limits=Limits(**settings.limits.model_dump()),
     )
 
 

@@ -62,6 +62,12 @@ class ExportSettings(_Section):
     rating_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
 
 
+class LimitSettings(_Section):
+    waiting_per_member: int = Field(default=3, ge=0)
+    per_member_per_minute: int = Field(default=10, ge=0)
+    waiting: int = Field(default=100, ge=0)
+
+
 class ModerationSettings(_Section):
     roles: tuple[str, ...] = ()
     review_channel_id: int = Field(default=0, ge=0)
@@ -80,6 +86,7 @@ class Settings(_Section):
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
     export: ExportSettings = ExportSettings()
+    limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +37,8 @@ from storage import Draft, DraftNotFound, DraftStatus, Repository, export_rows
 
 FEEDBACK_MAX_CHARS = 4000
 PROGRESS_SAVE_INTERVAL_S = 1.0
+RATE_WINDOW = timedelta(minutes=1)
+STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,19 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How much one member, and everyone together, may have waiting; 0 switches a limit off."""
+
+    waiting_per_member: int = 3
+    per_member_per_minute: int = 10
+    waiting: int = 100
+
+
+class LimitReached(ServiceError):
+    """Over a limit: the message says which, and when to try again; nothing was stored."""
+
+
+@dataclass(frozen=True)
 class Policy:
     """The deployment's rules, from configuration."""
 
@@ -57,6 +73,7 @@ class Policy:
     consent_default: bool = False
     pseudonymize: bool = True
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class DraftService:
         self._engine = engine
         self._policy = policy
         self._requests: dict[int, str] = {}  # running draft id → engine request id
+        self._admission = asyncio.Lock()
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
@@ -104,21 +122,23 @@ class DraftService:
         task = get_task(task_name)
         prompt = task.render(inputs)
         info = self.engine.info
-        return await self._repository.create_draft(
-            task=task.name,
-            inputs=task.validate(inputs),
-            system_prompt=prompt.system,
-            user_prompt=prompt.user,
-            template_version=task.template_version,
-            model=info.name,
-            quantization=info.quantization,
-            sampling=task.sampling.capped(self._policy.max_new_tokens).as_dict(),
-            seed=info.seed,
-            author_id=member.id,
-            guild_id=member.guild_id,
-            channel_id=member.channel_id,
-            parent_id=parent_id,
-        )
+        async with self._admission:  # the limits are checked and the row stored as one step
+            await self._admit(member)
+            return await self._repository.create_draft(
+                task=task.name,
+                inputs=task.validate(inputs),
+                system_prompt=prompt.system,
+                user_prompt=prompt.user,
+                template_version=task.template_version,
+                model=info.name,
+                quantization=info.quantization,
+                sampling=task.sampling.capped(self._policy.max_new_tokens).as_dict(),
+                seed=info.seed,
+                author_id=member.id,
+                guild_id=member.guild_id,
+                channel_id=member.channel_id,
+                parent_id=parent_id,
+            )
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
@@ -137,7 +157,7 @@ class DraftService:
         request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
         prompt, sampling = Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling)
         try:
-            async with aclosing(self.engine.stream(prompt, sampling, request_id)) as stream:
+            async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
                     if update.queued_ahead is not None:
                         yield DraftProgress(draft_id, "", DraftStatus.QUEUED, ahead=update.queued_ahead)
@@ -242,6 +262,22 @@ class DraftService:
                     batch = []
             await asyncio.to_thread(handle.writelines, batch)
         return ExportSummary(export_format, path, count)
+
+    async def _admit(self, member: Member) -> None:
+        """Refuse at once, saying why and when to try again, what would go over a limit."""
+        limits, now = self._policy.limits, _now()
+        recent = now - STALE_AFTER
+        if limits.waiting and await self._repository.count_waiting(since=recent) >= limits.waiting:
+            raise LimitReached(f"copydesk is at capacity ({limits.waiting} drafts waiting); please try again in a minute")
+        mine = await self._repository.count_waiting(since=recent, author_id=member.id)
+        if limits.waiting_per_member and mine >= limits.waiting_per_member:
+            raise LimitReached(f"you already have {mine} drafts waiting; ask again when one of them is done")
+        if limits.per_member_per_minute:
+            asked = await self._repository.request_times(member.id, now - RATE_WINDOW)
+            if len(asked) >= limits.per_member_per_minute:
+                wait = RATE_WINDOW - (now - asked[-limits.per_member_per_minute])
+                raise LimitReached(f"you asked for {len(asked)} drafts in the last minute; "
+                                   f"please try again in {max(1, math.ceil(wait.total_seconds()))} s")
 
     async def _existing(self, draft_id: int) -> Draft:
         draft = await self._repository.get_draft(draft_id)

@@ -58,7 +58,9 @@ class Engine(Protocol):
 
     info: ModelInfo
 
-    def stream(self, prompt: Prompt, sampling: Sampling, request_id: str) -> AsyncIterator[StreamUpdate]: ...
+    def stream(
+        self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
+    ) -> AsyncIterator[StreamUpdate]: ...
 
     def cancel(self, request_id: str) -> bool: ...
 
@@ -107,11 +109,13 @@ class LocalEngine:
         info = ModelInfo(name=source.name, quantization=loaded.quantization, device=loaded.device, seed=config.seed)
         return cls(loaded, manager, info, config)
 
-    async def stream(self, prompt: Prompt, sampling: Sampling, request_id: str) -> AsyncIterator[StreamUpdate]:
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
+    ) -> AsyncIterator[StreamUpdate]:
         """Yield the text generated so far until the request finishes.
 
         While the request waits for a batch slot, updates carry its place in the queue instead
-        (`queued_ahead`, about once a second). Raises GenerationCancelled if `cancel` is called,
+        (`queued_ahead`, about once a second); slots are shared fairly between `owner`s. Raises GenerationCancelled if `cancel` is called,
         GenerationError if this request fails; neither affects other requests. Closing the
         iterator early cancels the request.
         """
@@ -122,7 +126,7 @@ class LocalEngine:
         try:
             input_ids = await asyncio.to_thread(self._encode, prompt)
             self._check_fits(len(input_ids), sampling.max_new_tokens)
-            async with aclosing(self._slots.take(request_id, pending.cancelled)) as places:
+            async with aclosing(self._slots.take(request_id, pending.cancelled, owner)) as places:
                 async for ahead in places:
                     yield StreamUpdate(text="", prompt_tokens=len(input_ids), completion_tokens=0, finished=False,
                                        queued_ahead=ahead)
@@ -156,7 +160,7 @@ class LocalEngine:
         finally:
             del self._pending[request_id]
             if holding_slot:
-                self._slots.release()
+                self._slots.release(owner)
             if submitted and not finished:
                 # cancel_request never delivers a final output, so nothing waits on one.
                 self._manager.cancel_request(request_id)

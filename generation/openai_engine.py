@@ -114,7 +114,9 @@ class OpenAIEngine:
             raise
         return cls(session, base_url, model, timeout_s=timeout_s, max_concurrent=max_concurrent)
 
-    async def stream(self, prompt: Prompt, sampling: Sampling, request_id: str) -> AsyncIterator[StreamUpdate]:
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
+    ) -> AsyncIterator[StreamUpdate]:
         """Yield the text generated so far until the request finishes.
 
         While the request waits for a slot, updates carry its place in the queue instead
@@ -127,7 +129,7 @@ class OpenAIEngine:
         exchange = self._exchanges[request_id] = _Exchange()
         holding_slot = False
         try:
-            async with aclosing(self._slots.take(request_id, exchange.cancelled)) as places:
+            async with aclosing(self._slots.take(request_id, exchange.cancelled, owner)) as places:
                 async for ahead in places:
                     yield StreamUpdate(text="", prompt_tokens=0, completion_tokens=0, finished=False,
                                        queued_ahead=ahead)
@@ -164,7 +166,7 @@ class OpenAIEngine:
             if exchange.reader is not None:
                 exchange.reader.cancel()  # closes the connection if still open: the server stops generating
             if holding_slot:
-                self._slots.release()
+                self._slots.release(owner)
 
     def cancel(self, request_id: str) -> bool:
         """Stop a queued or running request; its stream raises GenerationCancelled."""

@@ -178,6 +178,21 @@ class Repository:
         async with self._sessions() as session:
             return list(await session.scalars(query))
 
+    async def count_waiting(self, *, since: datetime, author_id: str | None = None) -> int:
+        """Queued or running drafts created after `since` (older ones were left by a crash), of one author or all."""
+        query = select(func.count()).select_from(Draft).where(Draft.status.in_(_ACTIVE), Draft.created_at > since)
+        if author_id is not None:
+            query = query.where(Draft.author_id == author_id)
+        async with self._sessions() as session:
+            return (await session.scalar(query)) or 0
+
+    async def request_times(self, author_id: str, since: datetime) -> list[datetime]:
+        """When the author asked for drafts after `since`, oldest first: what a rate limit counts."""
+        query = (select(Draft.created_at).where(Draft.author_id == author_id, Draft.created_at > since)
+                 .order_by(Draft.created_at))
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
     async def set_message(self, draft_id: int, channel_id: str, message_id: str) -> None:
         """Remember the message that shows the draft, so it can be edited when moderated."""
         async with self._sessions.begin() as session:

@@ -45,7 +45,8 @@ def custom_ids(message: dict[str, Any]) -> list[str]:
 
 
 def finished(message: dict[str, Any]) -> bool:
-    return bool(message.get("components"))
+    """A draft's final message: it carries the feedback buttons (a streaming one only Cancel)."""
+    return any(custom_id.startswith("copydesk:rate:") for custom_id in custom_ids(message))
 
 
 async def run_command(fake: FakeDiscord, name: str, options: dict[str, str], subcommand: str | None = None,

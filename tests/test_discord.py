@@ -13,7 +13,7 @@ import pytest
 from bot.config import load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
-from bot.service import DraftProgress, DraftService, Policy
+from bot.service import DraftProgress, DraftService, Limits, Policy
 from conftest import rows
 from discord_harness import (
     DEFERRED,
@@ -297,3 +297,41 @@ async def test_a_member_can_cancel_their_draft_while_it_streams(
         assert stored.status == DraftStatus.CANCELLED and stored.completion_tokens is None
     finally:
         await stop_bot(bot, task)
+
+
+async def test_one_member_flooding_the_queue_does_not_hold_back_another_members_draft(
+    fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
+) -> None:
+    generous = DraftService(repository, engine, replace(policy, limits=Limits(waiting_per_member=0,
+                                                                              per_member_per_minute=0)))
+    bot, task = await start_bot(fake, generous)
+    try:
+        capacity = engine._config.max_concurrent
+        flooder, other = fake.guild.member("member0"), fake.guild.member("member1")
+        flood = []
+        for _ in range(capacity + 4):
+            flood.append(await fake.invoke_command("draft", AD, subcommand="ad", user=flooder))
+            await asyncio.sleep(0.02)
+        await fake.wait_for(lambda: any("⏳" in ((i.original or {}).get("content") or "") for i in flood) or None)
+        mine = await fake.invoke_command("draft", AD, subcommand="ad", user=other)
+        waiting = await mine.wait_for_original(lambda m: "⏳" in m["content"] or finished(m), timeout=30)
+        if not finished(waiting):
+            assert "— 0 draft(s) ahead of yours" in waiting["content"], "next in line, ahead of the flood"
+        await mine.wait_for_original(finished, timeout=90)
+        still_waiting = [i for i in flood if not finished(i.original or {})]
+        assert len(still_waiting) >= 2, "the other member's draft was served before the flood drained"
+        await asyncio.gather(*(i.wait_for_original(finished, timeout=120) for i in flood))
+    finally:
+        await stop_bot(bot, task)
+
+
+async def test_a_member_over_a_limit_is_told_why_privately(fake: FakeDiscord, bot: CopydeskBot,
+                                                           repository: Repository) -> None:
+    member = fake.guild.member("member2")
+    asked = [await fake.invoke_command("draft", AD, subcommand="ad", user=member) for _ in range(4)]
+    refused = await fake.wait_for(lambda: next((i for i in asked if i.followups and i.original is None), None),
+                                  timeout=30)
+    [note] = refused.followups
+    assert note["flags"] & EPHEMERAL and note["content"] == "⚠️ you already have 3 drafts waiting; ask again when one of them is done"
+    await asyncio.gather(*(i.wait_for_original(finished, timeout=60) for i in asked if i is not refused))
+    assert len(await repository.recent_drafts()) == 3

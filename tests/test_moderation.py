@@ -173,8 +173,9 @@ async def test_an_automatically_held_draft_never_reaches_the_members_channel(
 async def held_draft_stays_hidden_until_released(fake: FakeDiscord, repository: Repository) -> None:
     interaction = await fake.invoke_command("draft", AD, subcommand="ad")
     await interaction.wait_for_response()
-    final = await interaction.wait_for_original(lambda m: HELD in m["content"], timeout=60)
-    [post] = await fake.wait_for(lambda: review_posts(fake) or None, timeout=30)
+    # The notice shows while the draft streams (with Cancel); the final one has no buttons.
+    final = await interaction.wait_for_original(lambda m: HELD in m["content"] and not m["components"], timeout=90)
+    [post] = await fake.wait_for(lambda: review_posts(fake) or None, timeout=60)
     [listed] = await repository.recent_drafts()
     draft = await repository.get_draft(listed.id)
     assert draft.status == DraftStatus.DONE and draft.output.strip()

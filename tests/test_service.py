@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from datasets import load_dataset
 
-from bot.service import DraftProgress, DraftService, Member, ServiceError
+from bot.service import DraftProgress, DraftService, LimitReached, Limits, Member, Policy, ServiceError
 from conftest import TEST_MAX_NEW_TOKENS
 from generation import InputError
 from storage import DraftNotFound, DraftStatus, Repository
@@ -203,3 +205,27 @@ async def test_an_export_of_an_empty_database_writes_an_empty_file(service: Draf
     assert summary.rows == 0 and (tmp_path / "out" / "sft.jsonl").read_text() == ""
     with pytest.raises(ValueError, match="unknown export format"):
         await service.export("csv", tmp_path / "x.csv")
+
+
+async def test_limits_refuse_at_once_say_why_and_store_nothing(
+    repository: Repository, engine: Any, policy: Policy
+) -> None:
+    strict = DraftService(repository, engine, replace(policy, limits=Limits(waiting_per_member=2,
+                                                                            per_member_per_minute=3, waiting=0)))
+    first = await strict.create_draft(ALICE, "ad", AD)
+    second = await strict.create_draft(ALICE, "ad", AD)
+    with pytest.raises(LimitReached, match="you already have 2 drafts waiting; ask again when one of them is done"):
+        await strict.create_draft(ALICE, "ad", AD)
+    await strict.create_draft(BOB, "ad", AD)  # one member's limit is not another's
+    await run(strict, first.id)
+    await run(strict, second.id)
+    await strict.create_draft(ALICE, "ad", AD)
+    with pytest.raises(LimitReached, match=r"you asked for 3 drafts in the last minute; please try again in \d+ s"):
+        await strict.create_draft(ALICE, "ad", AD)
+    assert len(await repository.recent_drafts(limit=50)) == 4
+
+    busy = DraftService(repository, engine, replace(policy, limits=Limits(waiting=3)))
+    await busy.create_draft(Member("console:carol"), "ad", AD)
+    with pytest.raises(LimitReached, match=r"copydesk is at capacity \(3 drafts waiting\)"):
+        await busy.create_draft(Member("console:dave"), "ad", AD)
+    assert len(await repository.recent_drafts(limit=50)) == 5

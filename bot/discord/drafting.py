@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +40,18 @@ async def start_draft(interaction: discord.Interaction, task_name: str, inputs: 
         await report(interaction, error)
         return
     await interaction.response.defer(thinking=True)
-    draft = await service_of(interaction).create_draft(member_of(interaction), task_name, fields)
+    await stream_new_draft(interaction, service_of(interaction).create_draft(member_of(interaction), task_name, fields))
+
+
+async def stream_new_draft(interaction: discord.Interaction, creating: Awaitable[Draft]) -> None:
+    """After a "thinking…" defer: store the draft and stream it, or, if the member is over a limit
+    (or the like), take the "thinking…" message back and tell them privately why."""
+    try:
+        draft = await creating
+    except MEMBER_ERRORS as error:
+        await interaction.delete_original_response()
+        await report(interaction, error)
+        return
     await stream_draft(interaction, draft)
 
 

@@ -54,17 +54,11 @@ class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cop
         return cls(_draft_id(match))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.drafting import (
-            stream_draft,  # drafting renders these buttons: import late
-        )
+        # drafting renders these buttons, so it is imported late
+        from bot.discord.drafting import stream_new_draft
 
         await interaction.response.defer(thinking=True)
-        try:
-            draft = await service_of(interaction).regenerate(member_of(interaction), self.draft_id)
-        except Exception as error:  # noqa: BLE001
-            await report(interaction, error, self.draft_id)
-            return
-        await stream_draft(interaction, draft)
+        await stream_new_draft(interaction, service_of(interaction).regenerate(member_of(interaction), self.draft_id))
 
 
 class ImproveButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:improve:(?P<draft>\d{1,18})"):

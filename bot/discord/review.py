@@ -101,9 +101,8 @@ class DecideButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydes
 
 async def apply_decision(client: discord.Client, flag: Flag) -> None:
     """Show the outcome where the draft is: removed, or released if it was held."""
-    from bot.discord.feedback import (
-        feedback_view,  # feedback buttons post flags here: import late
-    )
+    # the feedback buttons post flags here, so they are imported late
+    from bot.discord.feedback import feedback_view
 
     draft = flag.draft
     if not (draft.channel_id and draft.message_id):
