@@ -115,9 +115,9 @@ class LocalEngine:
         """Yield the text generated so far until the request finishes.
 
         While the request waits for a batch slot, updates carry its place in the queue instead
-        (`queued_ahead`, about once a second); slots are shared fairly between `owner`s. Raises GenerationCancelled if `cancel` is called,
-        GenerationError if this request fails; neither affects other requests. Closing the
-        iterator early cancels the request.
+        (`queued_ahead`, about once a second); slots are shared fairly between `owner`s.
+        Raises GenerationCancelled if `cancel` is called, GenerationError if this request fails;
+        neither affects other requests. Closing the iterator early cancels the request.
         """
         if request_id in self._pending:
             raise GenerationError(f"request {request_id} is already running")
