@@ -14,7 +14,7 @@ from bot.config import load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
 from bot.service import DraftProgress, DraftService, Limits, Policy
-from conftest import rows
+from conftest import NO_AUTOMATIC_CHECKS_ENV, rows
 from discord_harness import (
     DEFERRED,
     EPHEMERAL,
@@ -259,7 +259,7 @@ async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
 ) -> None:
     settings = load_settings(environ={
         "COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
-        "COPYDESK_ENGINE__MAX_NEW_TOKENS": "16", "COPYDESK_MODEL__DEVICE": "cpu",
+        "COPYDESK_ENGINE__MAX_NEW_TOKENS": "16", "COPYDESK_MODEL__DEVICE": "cpu", **NO_AUTOMATIC_CHECKS_ENV,
     })
     running = asyncio.create_task(run_bot(settings, fake.token, guild_ready_timeout=0.05))
     await fake.wait_until_connected(timeout=120)

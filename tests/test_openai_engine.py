@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -289,9 +290,9 @@ async def test_the_api_key_is_sent_and_a_rejected_one_fails_at_start(scripted_ur
 
 
 async def test_a_draft_through_the_service_records_the_server_as_its_provenance(
-    served: OpenAIEngine, repository: Repository
+    served: OpenAIEngine, repository: Repository, policy: Policy
 ) -> None:
-    service = DraftService(repository, served, Policy(max_new_tokens=16, member_key=b"test member key"))
+    service = DraftService(repository, served, replace(policy, max_new_tokens=16))
     created = await service.create_draft(Member("console:alice"), "ad", {"product": "a tent", "audience": "hikers"})
     steps = [progress async for progress in service.generate(created.id)]
     assert steps[-1].status == DraftStatus.DONE and steps[-1].text.strip()

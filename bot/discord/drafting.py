@@ -70,13 +70,29 @@ async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
         await report(interaction, error, draft.id)
 
 
+def draft_header(draft: Draft) -> str:
+    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+
+
+def final_message(draft: Draft, text: str) -> tuple[str, discord.File | None]:
+    """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
+    message shows its beginning (code fences closed) and comes whole as a `.md` file."""
+    header = draft_header(draft)
+    # Room for the header, the note on the file, and a mention should it end up as a channel message.
+    chunks = split_message(text, limit=1800 - len(header))
+    if len(chunks) == 1:
+        return f"{header}\n{chunks[0]}", None
+    attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{draft.id}.md")
+    return f"{header}\n{chunks[0]}\n-# … the whole draft is in the attached file.", attachment
+
+
 class DraftMessage:
     """The reply a draft streams into; edits at most once per EDIT_INTERVAL_S."""
 
     def __init__(self, interaction: discord.Interaction, draft: Draft) -> None:
         self._interaction = interaction
         self._draft = draft
-        self._header = f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+        self._header = draft_header(draft)
         self._last_edit = 0.0
         self._shown = ""
         self._token_dead = False
@@ -111,17 +127,8 @@ class DraftMessage:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
     async def _deliver(self, text: str) -> None:
-        """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
-        message shows its beginning (code fences closed) and comes whole as a `.md` file."""
-        # Room for the header, the note on the file, and a mention should it end up as a channel message.
-        chunks = split_message(text, limit=1800 - len(self._header))
-        view = feedback_view(self._draft.id)
-        if len(chunks) == 1:
-            await self._send_final(f"{self._header}\n{chunks[0]}", view=view)
-            return
-        attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{self._draft.id}.md")
-        await self._send_final(f"{self._header}\n{chunks[0]}\n-# … the whole draft is in the attached file.",
-                               view=view, file=attachment)
+        content, attachment = final_message(self._draft, text)
+        await self._send_final(content, view=feedback_view(self._draft.id), file=attachment)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
         """Replace the streaming reply with the final one, and remember where it is for moderators."""

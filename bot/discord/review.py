@@ -101,7 +101,8 @@ class DecideButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydes
 
 async def apply_decision(client: discord.Client, flag: Flag) -> None:
     """Show the outcome where the draft is: removed, or released if it was held."""
-    # the feedback buttons post flags here, so they are imported late
+    # drafting and the feedback buttons post flags here, so they are imported late
+    from bot.discord.drafting import final_message
     from bot.discord.feedback import feedback_view
 
     draft = flag.draft
@@ -111,9 +112,9 @@ async def apply_decision(client: discord.Client, flag: Flag) -> None:
     if flag.status == "upheld":
         await message.edit(content=REMOVED, view=None, attachments=[], allowed_mentions=NO_MENTIONS)
     elif flag.source == "auto":
-        header = f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
-        await message.edit(content=f"{header}\n{draft.output}"[:2000], view=feedback_view(draft.id),
-                           allowed_mentions=NO_MENTIONS)
+        content, attachment = final_message(draft, draft.output)
+        await message.edit(content=content, view=feedback_view(draft.id), allowed_mentions=NO_MENTIONS,
+                           attachments=[attachment] if attachment else [])
 
 
 @app_commands.command(name="review", description="Moderators: the open flags, oldest first, or the audit log")
