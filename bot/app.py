@@ -31,6 +31,7 @@ def policy_from(settings: Settings) -> Policy:
         pseudonymize=settings.privacy.pseudonymize,
         member_key=member_key(Path(settings.storage.data_dir).expanduser()),
         limits=Limits(**settings.limits.model_dump()),
+        timeout_s=settings.engine.timeout_s,
     )
 
 

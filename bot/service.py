@@ -74,6 +74,7 @@ class Policy:
     pseudonymize: bool = True
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
     limits: Limits = Limits()
+    timeout_s: float = 300.0  # a draft still unfinished after this long is stopped and marked failed
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class DraftService:
         self._policy = policy
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
+        self._expired: set[int] = set()  # drafts stopped by their deadline, not by a member
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
@@ -156,6 +158,9 @@ class DraftService:
         saved_at = time.monotonic()
         request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
         prompt, sampling = Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling)
+        # A watchdog rather than a timeout around the loop: the loop yields to the front-end, whose
+        # own awaits a timeout would interrupt.
+        deadline = asyncio.get_running_loop().call_later(self._policy.timeout_s, self._expire, draft_id)
         try:
             async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
@@ -173,8 +178,14 @@ class DraftService:
                         saved_at = time.monotonic()
                     yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.RUNNING, tokens, held=bool(reasons))
         except GenerationCancelled:
-            await self._repository.cancel_draft(draft_id, text)
-            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.CANCELLED, tokens, held=bool(reasons))
+            if draft_id not in self._expired:
+                await self._repository.cancel_draft(draft_id, text)
+                yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.CANCELLED, tokens, held=bool(reasons))
+                return
+            error = f"stopped at its deadline of {self._policy.timeout_s:g} s"
+            await self._repository.fail_draft(draft_id, error, text)
+            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=error,
+                                held=bool(reasons))
             return
         except GenerationError as error:
             await self._repository.fail_draft(draft_id, str(error), text)
@@ -185,6 +196,8 @@ class DraftService:
             await self._repository.cancel_draft(draft_id, text)
             raise
         finally:
+            deadline.cancel()
+            self._expired.discard(draft_id)
             del self._requests[draft_id]
         finished_at = _now()
         await self._repository.finish_draft(
@@ -202,6 +215,10 @@ class DraftService:
             flag_id = flag.id
         yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.DONE, tokens, held=bool(reasons),
                             flag_id=flag_id)
+
+    def _expire(self, draft_id: int) -> None:
+        self._expired.add(draft_id)
+        self.cancel(draft_id)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
         """A member stops their own draft while it waits or streams; a moderator may stop any."""

@@ -335,3 +335,18 @@ async def test_a_member_over_a_limit_is_told_why_privately(fake: FakeDiscord, bo
     assert note["flags"] & EPHEMERAL and note["content"] == "⚠️ you already have 3 drafts waiting; ask again when one of them is done"
     await asyncio.gather(*(i.wait_for_original(finished, timeout=60) for i in asked if i is not refused))
     assert len(await repository.recent_drafts()) == 3
+
+
+async def test_a_draft_past_its_deadline_is_marked_and_its_member_told(
+    fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
+) -> None:
+    hurried = DraftService(repository, engine, replace(policy, max_new_tokens=300, timeout_s=1.0))
+    bot, task = await start_bot(fake, hurried)
+    try:
+        interaction = await fake.invoke_command("write", {"topic": "a long walk along the coast"}, subcommand="blog")
+        final = await interaction.wait_for_original(lambda m: "failed" in m["content"], timeout=30)
+        assert "⚠️ This draft failed: stopped at its deadline of 1 s" in final["content"]
+        [draft] = await repository.recent_drafts()
+        assert draft.status == DraftStatus.FAILED
+    finally:
+        await stop_bot(bot, task)

@@ -229,3 +229,15 @@ async def test_limits_refuse_at_once_say_why_and_store_nothing(
     with pytest.raises(LimitReached, match=r"copydesk is at capacity \(3 drafts waiting\)"):
         await busy.create_draft(Member("console:dave"), "ad", AD)
     assert len(await repository.recent_drafts(limit=50)) == 5
+
+
+async def test_a_draft_past_its_deadline_is_stopped_and_marked(
+    repository: Repository, engine: Any, policy: Policy
+) -> None:
+    hurried = DraftService(repository, engine, replace(policy, max_new_tokens=300, timeout_s=1.0))
+    created = await hurried.create_draft(ALICE, "blog", {"topic": "a long walk along the coast"})
+    steps = await run(hurried, created.id)
+    assert steps[-1].status == DraftStatus.FAILED and steps[-1].error == "stopped at its deadline of 1 s"
+    stored = await repository.get_draft(created.id)
+    assert stored.status == DraftStatus.FAILED and stored.error == "stopped at its deadline of 1 s"
+    assert stored.finished_at is not None
