@@ -6,11 +6,10 @@ import ctypes
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from generation.model_source import ModelSource
 
-Quantization = Literal["nf4", "int8", "none"]
 QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none")
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 
 from storage.feedback import FeedbackRecord
 
-ExportFormat = Literal["sft", "dpo", "kto", "raw"]
 EXPORT_FORMATS: tuple[str, ...] = ("sft", "dpo", "kto", "raw")
 
 Row = dict[str, Any]
