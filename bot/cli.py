@@ -163,6 +163,20 @@ def sync(context: click.Context, guild: int | None) -> None:
 
 
 @main.command()
+@click.pass_context
+def status(context: click.Context) -> None:
+    """Show the last hour's drafts by status and the tokens written per second."""
+    settings = _settings(context)
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            for line in (await service.status()).lines():
+                click.echo(line)
+
+    _run(show())
+
+
+@main.command()
 @click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), required=True,
               help="sft: messages; dpo: chosen/rejected pairs; kto: labelled completions; raw: every field.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="JSON Lines file to write.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import resource
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -38,6 +39,7 @@ from storage import Draft, DraftNotFound, DraftStatus, Repository, export_rows
 FEEDBACK_MAX_CHARS = 4000
 PROGRESS_SAVE_INTERVAL_S = 1.0
 RATE_WINDOW = timedelta(minutes=1)
+STATUS_WINDOW = timedelta(hours=1)
 STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
 
 
@@ -89,6 +91,25 @@ class DraftProgress:
     ahead: int = 0  # while queued: drafts in line before this one
     held: bool = False  # an automatic check tripped: the draft waits for a moderator
     flag_id: int | None = None  # the automatic flag, once the draft is done
+
+
+@dataclass(frozen=True)
+class Status:
+    """The health view: what the last hour looked like, from the database, so any process can show it."""
+
+    counts: dict[str, int]  # draft status → drafts asked for in the window
+    tokens_per_s: float  # over the window, drafts finished in it
+    model: str | None  # what this process serves, if it loaded a model
+    peak_memory_mb: float  # of this process
+
+    def lines(self) -> list[str]:
+        statuses = ("queued", "running", "done", "failed", "cancelled")
+        return [
+            f"model: {self.model or 'not loaded in this process'}",
+            "drafts in the last hour: " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in statuses),
+            f"tokens/s over the last hour: {self.tokens_per_s:.2f}",
+            f"peak memory of this process: {self.peak_memory_mb:.0f} MB",
+        ]
 
 
 @dataclass(frozen=True)
@@ -253,6 +274,16 @@ class DraftService:
     async def record_message(self, draft_id: int, channel_id: str, message_id: str) -> None:
         """Remember where a draft was shown, so a moderator's decision can update it there."""
         await self._repository.set_message(draft_id, channel_id, message_id)
+
+    async def status(self) -> Status:
+        activity = await self._repository.activity(_now() - STATUS_WINDOW)
+        info = self._engine.info if self._engine is not None else None
+        return Status(
+            counts=activity.counts,
+            tokens_per_s=activity.tokens / STATUS_WINDOW.total_seconds(),
+            model=f"{info.name} ({info.quantization}, {info.device})" if info else None,
+            peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )
 
     async def recent(self, limit: int = 10, member: Member | None = None) -> list[Draft]:
         return await self._repository.recent_drafts(limit, author_id=member.id if member else None)

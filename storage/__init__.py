@@ -27,9 +27,10 @@ from storage.models import (
     Rating,
 )
 from storage.pseudonyms import member_hash, pseudonym
-from storage.repository import Repository
+from storage.repository import Activity, Repository
 
 __all__ = [
+    "Activity",
     "EXPORT_FORMATS",
     "Base",
     "Consent",

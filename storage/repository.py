@@ -40,6 +40,12 @@ _ACTIVE = (DraftStatus.QUEUED, DraftStatus.RUNNING)
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    counts: dict[str, int]  # draft status → drafts created in the window
+    tokens: int  # tokens of the drafts finished in the window
+
+
 class Repository:
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
@@ -185,6 +191,16 @@ class Repository:
             query = query.where(Draft.author_id == author_id)
         async with self._sessions() as session:
             return (await session.scalar(query)) or 0
+
+    async def activity(self, since: datetime) -> Activity:
+        """What the status view shows: drafts by status among recent ones, and tokens written since `since`."""
+        by_status = select(Draft.status, func.count()).where(Draft.created_at > since).group_by(Draft.status)
+        written = select(func.coalesce(func.sum(Draft.completion_tokens), 0)).where(
+            Draft.status == DraftStatus.DONE, Draft.finished_at > since)
+        async with self._sessions() as session:
+            counts = {str(status): count for status, count in (await session.execute(by_status)).all()}
+            tokens = (await session.scalar(written)) or 0
+        return Activity(counts=counts, tokens=int(tokens))
 
     async def request_times(self, author_id: str, since: datetime) -> list[datetime]:
         """When the author asked for drafts after `since`, oldest first: what a rate limit counts."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,12 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
     assert rows(database, "SELECT draft_id, reason, source FROM flags") == [(2, "too vague", "member")]
     outputs = rows(database, "SELECT output FROM drafts")
     assert all(output.strip() and output in out for (output,) in outputs)
+
+    status = copydesk("status", cwd=tmp_path, cache_dir=cache_dir)
+    assert status.returncode == 0, status.stderr
+    assert "drafts in the last hour: 0 queued, 0 running, 3 done, 0 failed, 0 cancelled" in status.stdout
+    assert "model: not loaded in this process" in status.stdout
+    assert float(re.search(r"tokens/s over the last hour: ([\d.]+)", status.stdout).group(1)) > 0
 
     for export_format in ("sft", "dpo", "kto", "raw"):
         target = tmp_path / f"{export_format}.jsonl"

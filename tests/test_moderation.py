@@ -234,6 +234,18 @@ async def test_privacy_show_consent_and_delete(
     exported = (tmp_path / "final.jsonl")
     await service.export("raw", exported)
     text = exported.read_text()
-    assert "Mia's notes" not in text and alices_draft.output[:30] in text
+    exported_rows = [json.loads(line) for line in text.splitlines()]
+    assert [row["output"] for row in exported_rows] == [alices_draft.output]
+    assert "Mia's notes" not in text
     assert not re.search(r"\b\d{17,20}\b", text), "no Discord ids in exports"
     assert not re.search(r"<@!?&?\d+>", text), "no mentions of real members"
+
+
+async def test_moderators_see_the_status(fake: FakeDiscord, bot: CopydeskBot) -> None:
+    await run_command(fake, "draft", AD, "ad")
+    shown = await fake.invoke_command("status", {}, user=fake.guild.member("mia"))
+    content = (await shown.wait_for_response())["data"]["content"]
+    assert "model: SmolLM2-135M-Instruct (nf4, cpu)" in content
+    assert "drafts in the last hour: 0 queued, 0 running, 1 done, 0 failed, 0 cancelled" in content
+    refused = await fake.invoke_command("status", {}, user=fake.guild.member("alice"))
+    assert (await refused.wait_for_response())["data"]["content"] == "⚠️ Only moderators can do that."

@@ -13,7 +13,7 @@ from bot.discord.commands import draft_group, summarize, summarize_message, writ
 from bot.discord.errors import report_command_error
 from bot.discord.feedback import FEEDBACK_BUTTONS
 from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
-from bot.discord.review import DecideButton, review
+from bot.discord.review import DecideButton, review, status
 from bot.service import DraftService
 
 
@@ -30,7 +30,7 @@ class CopydeskBot(discord.Client):
         self.moderator_channel_id = moderation.review_channel_id
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = report_command_error
-        for command in (draft_group, write_group, summarize, summarize_message, review, privacy_group):
+        for command in (draft_group, write_group, summarize, summarize_message, review, status, privacy_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:

@@ -142,3 +142,12 @@ async def review(interaction: discord.Interaction, show: str = "queue") -> None:
     for flag in flags:
         await interaction.followup.send(describe_flag(flag, limit=1200), view=decision_view(flag.id),
                                         ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+@app_commands.command(name="status", description="Moderators: queue, drafts and throughput of the last hour")
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_messages=True)
+async def status(interaction: discord.Interaction) -> None:
+    if not await require_moderator(interaction):
+        return
+    await tell(interaction, "\n".join((await service_of(interaction).status()).lines()))
