@@ -7,7 +7,7 @@ working after the bot restarts. Improve and Flag open a modal.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import discord
 
@@ -43,15 +43,30 @@ class RateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:
         await tell(interaction, f"Thanks! Draft #{self.draft_id} now has 👍 {ups} · 👎 {downs}.")
 
 
-class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:regenerate:(?P<draft>\d{1,18})"):
+class _DraftButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?!)"):
+    """A button about one draft: its `custom_id` is `copydesk:<action>:<draft id>`."""
+
+    action: ClassVar[str]
+    label: ClassVar[str]
+    emoji: ClassVar[str]
+    style: ClassVar[discord.ButtonStyle]
+
+    def __init_subclass__(cls, *, action: str, **kwargs: Any) -> None:
+        super().__init_subclass__(template=rf"copydesk:{action}:(?P<draft>\d{{1,18}})", **kwargs)
+        cls.action = action
+
     def __init__(self, draft_id: int) -> None:
         self.draft_id = draft_id
-        super().__init__(discord.ui.Button(label="Regenerate", emoji="🔁", style=discord.ButtonStyle.primary,
-                                           custom_id=f"copydesk:regenerate:{draft_id}"))
+        super().__init__(discord.ui.Button(label=self.label, emoji=self.emoji, style=self.style,
+                                           custom_id=f"copydesk:{self.action}:{draft_id}"))
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> RegenerateButton:
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> _DraftButton:
         return cls(_draft_id(match))
+
+
+class RegenerateButton(_DraftButton, action="regenerate"):
+    label, emoji, style = "Regenerate", "🔁", discord.ButtonStyle.primary
 
     async def callback(self, interaction: discord.Interaction) -> None:
         # drafting renders these buttons, so it is imported late
@@ -61,45 +76,24 @@ class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cop
         await stream_new_draft(interaction, service_of(interaction).regenerate(member_of(interaction), self.draft_id))
 
 
-class ImproveButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:improve:(?P<draft>\d{1,18})"):
-    def __init__(self, draft_id: int) -> None:
-        self.draft_id = draft_id
-        super().__init__(discord.ui.Button(label="Improve", emoji="✏️", style=discord.ButtonStyle.secondary,
-                                           custom_id=f"copydesk:improve:{draft_id}"))
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> ImproveButton:
-        return cls(_draft_id(match))
+class ImproveButton(_DraftButton, action="improve"):
+    label, emoji, style = "Improve", "✏️", discord.ButtonStyle.secondary
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_modal(ImproveModal(self.draft_id))
 
 
-class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:flag:(?P<draft>\d{1,18})"):
-    def __init__(self, draft_id: int) -> None:
-        self.draft_id = draft_id
-        super().__init__(discord.ui.Button(label="Flag", emoji="🚩", style=discord.ButtonStyle.danger,
-                                           custom_id=f"copydesk:flag:{draft_id}"))
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> FlagButton:
-        return cls(_draft_id(match))
+class FlagButton(_DraftButton, action="flag"):
+    label, emoji, style = "Flag", "🚩", discord.ButtonStyle.danger
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_modal(FlagModal(self.draft_id))
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:cancel:(?P<draft>\d{1,18})"):
+class CancelButton(_DraftButton, action="cancel"):
     """Shown while a draft waits or streams: its member (or a moderator) can stop it."""
 
-    def __init__(self, draft_id: int) -> None:
-        self.draft_id = draft_id
-        super().__init__(discord.ui.Button(label="Cancel", emoji="✖️", style=discord.ButtonStyle.secondary,
-                                           custom_id=f"copydesk:cancel:{draft_id}"))
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> CancelButton:
-        return cls(_draft_id(match))
+    label, emoji, style = "Cancel", "✖️", discord.ButtonStyle.secondary
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
