@@ -4,14 +4,15 @@ Knows nothing of Discord or the model; takes plain parameters.
 """
 
 from storage.database import Database, open_database
+from storage.dataset import DatasetOptions, DatasetSummary, DatasetWriter
 from storage.errors import (
     DraftNotFound,
     FlagAlreadyResolved,
     FlagNotFound,
     StorageError,
 )
-from storage.export import EXPORT_FORMATS, export_rows
-from storage.feedback import FeedbackRecord
+from storage.export import EXPORT_FORMATS, RowRules, export_rows
+from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import (
     Base,
     Consent,
@@ -35,10 +36,14 @@ __all__ = [
     "Base",
     "Consent",
     "Database",
+    "DatasetOptions",
+    "DatasetSummary",
+    "DatasetWriter",
     "Draft",
     "DraftNotFound",
     "DraftStatus",
     "Erasure",
+    "FeedbackFilter",
     "FeedbackRecord",
     "Flag",
     "FlagAlreadyResolved",
@@ -50,6 +55,7 @@ __all__ = [
     "Moderator",
     "Rating",
     "Repository",
+    "RowRules",
     "StorageError",
     "export_rows",
     "member_hash",

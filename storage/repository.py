@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -530,6 +530,7 @@ class Repository:
         consent_default: bool = False,
         pseudonym_key: bytes | None = None,
         pseudonymize: bool = True,
+        on_page: Callable[[int], None] | None = None,
     ) -> AsyncIterator[FeedbackRecord]:
         """Finished drafts that may be used for training and match `filters`, `batch_size` at a time.
 
@@ -540,7 +541,7 @@ class Repository:
         only by consenting again. The erasure ledger holds keyed hashes, so once it has
         entries the export needs `pseudonym_key`, the key they were made with (StorageError
         otherwise); with a key and `pseudonymize`, each record's `author` is the author's
-        pseudonym, else None.
+        pseudonym, else None. `on_page` is told how many drafts each page read, excluded or not.
 
         Ordered by request (the original draft, then its regenerations) so that the drafts of
         one request arrive together and exports can pair them while streaming. Keyset
@@ -575,6 +576,8 @@ class Repository:
                 members |= {i.member_id for d in drafts for i in d.improvements}
                 hashes = {} if key is None else {m: member_hash(key, m) for m in members}
                 use = await _TrainingUse.load(session, members, consent_default, hashes)
+            if on_page is not None:
+                on_page(len(drafts))
             for draft in drafts:
                 original = originals.get(draft.parent_id) if draft.parent_id else None
                 if not use.allows(draft.author_id):

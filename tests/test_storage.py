@@ -664,7 +664,7 @@ async def test_exported_rows_carry_a_pseudonym_and_never_a_member_id(
     keyed = [
         row
         async for row in export_rows(
-            repository.iter_feedback(pseudonym_key=KEY), export_format, threshold=0.5
+            repository.iter_feedback(pseudonym_key=KEY), export_format
         )
     ]
     plain = [row async for row in export_rows(repository.iter_feedback(), export_format)]
