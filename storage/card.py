@@ -50,13 +50,12 @@ def dataset_card(summary: DatasetSummary) -> str:
 def _header(summary: DatasetSummary) -> str:
     lines = ["---", "pretty_name: copydesk feedback export", "task_categories:", "- text-generation",
              "tags:", "- copydesk", *[f"- {fmt}" for fmt in summary.options.formats if fmt != "raw"], "configs:"]
-    for fmt in summary.options.formats:
-        suffix = "parquet" if fmt == "raw" else "jsonl"
+    for fmt in summary.options.formats:  # all JSON Lines: `datasets` reads one file type per folder
         splits = [split for split in ("train", "test") if summary.count(fmt, split)]
         if not splits:
             continue  # a configuration without data cannot be loaded
         lines += [f"- config_name: {fmt}", "  data_files:"]
-        lines += [f"  - split: {split}\n    path: {fmt}-{split}.{suffix}" for split in splits]
+        lines += [f"  - split: {split}\n    path: {fmt}-{split}.jsonl" for split in splits]
     if lines[-1] == "configs:":
         lines.pop()
     return "\n".join([*lines, "---", ""])

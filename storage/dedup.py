@@ -67,7 +67,10 @@ def minhash(text: str) -> np.ndarray:
 
 
 class BloomFilter:
-    """A set of 128-bit keys that answers "maybe seen" or "never seen", in `bits` bits."""
+    """A set of 128-bit keys that answers "maybe seen" or "never seen", in `bits` bits.
+
+    Keys must be uniformly distributed (`digest` values): their two halves are the two hashes.
+    """
 
     def __init__(self, bits: int = DEFAULT_BLOOM_BITS) -> None:
         if bits < 64 or bits & (bits - 1):
