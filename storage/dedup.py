@@ -17,6 +17,7 @@ Everything is deterministic (no per-process hash seed), so the same data exports
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -43,6 +44,7 @@ class Duplicate(StrEnum):
     NEAR = "near"
 
 
+@functools.lru_cache(maxsize=4096)  # a prompt is normalized for every row made from it; bounded, so memory stays flat
 def normalize(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
 

@@ -9,7 +9,7 @@ each carries its provenance in `metadata`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from storage.feedback import FeedbackRecord
@@ -104,7 +104,7 @@ def _pair(record: FeedbackRecord, *, chosen: str, rejected: str, source: str) ->
 
 
 def raw_row(record: FeedbackRecord) -> Row:
-    row = asdict(record)
+    row = {field.name: getattr(record, field.name) for field in fields(record)}  # not asdict: no deep copies
     row["created_at"] = record.created_at.isoformat()
     row["improvements"] = list(record.improvements)
     if record.author is None:
