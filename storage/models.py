@@ -153,9 +153,10 @@ class Draft(Base):
     )
 
 
-# Exports read drafts by request (the original's id, then each regeneration's): with this index every
-# page of a keyset-paginated export starts where the last one ended instead of sorting the table.
-Index("ix_drafts_request", func.coalesce(Draft.parent_id, Draft.id), Draft.id)
+# Exports read finished drafts by request (the original's id, then each regeneration's): with this
+# index every page of a keyset-paginated export seeks to where the last one ended, instead of
+# sorting or scanning the table.
+Index("ix_drafts_request", Draft.status, func.coalesce(Draft.parent_id, Draft.id), Draft.id)
 
 
 class Rating(Base):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
@@ -568,7 +568,8 @@ class Repository:
         last_request, last_id = 0, 0
         while True:
             async with self._sessions() as session:
-                page = query.where(tuple_(request, Draft.id) > tuple_(last_request, last_id))
+                # (request, id) > (last_request, last_id), spelled so that SQLite seeks along the index
+                page = query.where(request >= last_request, or_(request > last_request, Draft.id > last_id))
                 drafts = (await session.scalars(page)).all()
                 votes = await _votes(session, [draft.id for draft in drafts])
                 originals = await _original_authors(session, drafts)

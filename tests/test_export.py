@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from bot.service import DraftService, Member, Policy
 from storage import Database, DatasetOptions, DatasetWriter, Draft, FeedbackFilter, Repository, RowRules
@@ -291,3 +291,27 @@ async def test_exported_files_pass_trl_dataset_preparation_on_the_embedded_model
         prepared = trainer.train_dataset
         assert len(prepared) == len(dataset) and tokenized in prepared.column_names, export_format
         assert "rain boots" in tokenizer.decode(prepared[0][tokenized if export_format == "sft" else "prompt_ids"])
+
+
+async def test_each_export_page_seeks_along_the_request_index(repository: Repository, database: Database) -> None:
+    """What keeps the time per page flat at a million drafts: no sort, no scan from the start (see bench/export.py)."""
+    for index in range(5):
+        await stored(repository, f"Ad {index}.", user=f"Prompt {index}.")
+    pages: list[tuple[str, Any]] = []
+
+    def remember(_connection: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM drafts" in statement and "LIMIT" in statement:
+            pages.append((statement, parameters))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    filters = FeedbackFilter(tasks=("ad",), since=datetime(2026, 1, 1, tzinfo=UTC), guild_id="4242424242424242")
+    assert len([record async for record in repository.iter_feedback(batch_size=2, filters=filters,
+                                                                      consent_default=True)]) == 5
+    event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
+
+    async with database.engine.connect() as connection:
+        for statement, parameters in pages:
+            plan = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
+            steps = [row[-1] for row in plan]
+            assert steps[0].startswith("SEARCH drafts USING INDEX ix_drafts_request (status=? AND <expr>>?)"), steps
+            assert not any("TEMP B-TREE" in step for step in steps), steps

@@ -1,4 +1,4 @@
-"""Exports: an index on drafts by request, so a paginated export never sorts the whole table.
+"""Exports: an index on finished drafts by request, so each page of an export seeks instead of scanning.
 
 Revision ID: 0003
 Revises: 0002
@@ -17,7 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_drafts_request", "drafts", [sa.text("coalesce(parent_id, id)"), "id"])
+    op.create_index("ix_drafts_request", "drafts", ["status", sa.text("coalesce(parent_id, id)"), "id"])
 
 
 def downgrade() -> None:
