@@ -98,12 +98,6 @@ class DatasetSummary:
         bad = sum(n for (fmt, _, label), n in self.labels.items() if fmt == "kto" and label == "bad")
         return good, bad
 
-    def files(self) -> list[str]:
-        names = [file_name(fmt, split) for fmt in self.options.formats for split in SPLITS]
-        if "raw" in self.options.formats:
-            names += [file_name("raw", split, "parquet") for split in SPLITS]
-        return names
-
     def lines(self) -> list[str]:
         """A short report for a terminal or a chat message."""
         lines = []
