@@ -328,12 +328,16 @@ class DraftService:
         )
         writer = await asyncio.to_thread(DatasetWriter, folder, options, filters)
         batch: list[FeedbackRecord] = []
-        async for record in records:
-            batch.append(record)
-            if len(batch) >= EXPORT_BATCH:
-                await asyncio.to_thread(writer.feed, batch)
-                batch = []
-        await asyncio.to_thread(writer.feed, batch)
+        try:
+            async for record in records:
+                batch.append(record)
+                if len(batch) >= EXPORT_BATCH:
+                    await asyncio.to_thread(writer.feed, batch)
+                    batch = []
+            await asyncio.to_thread(writer.feed, batch)
+        except BaseException:
+            writer.abandon()
+            raise
         return await asyncio.to_thread(writer.close)
 
     async def count_for_export(self, filters: FeedbackFilter = FeedbackFilter()) -> int:

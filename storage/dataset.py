@@ -140,14 +140,19 @@ class DatasetWriter:
         """Write what is left, the Parquet footers and the dataset card."""
         if (group := self._groups.finish()) is not None:
             self._write_group(group)
-        for handle in self._files.values():
-            handle.close()
-        for split, (writer, _) in self._parquet.items():
+        for split in self._parquet:
             self._flush_parquet(split)
-            writer.close()
+        self.abandon()
         self.summary.false_positive_rates = {fmt: dedup.false_positive_rate() for fmt, dedup in self._dedup.items()}
         (self.summary.folder / CARD).write_text(dataset_card(self.summary), encoding="utf-8")
         return self.summary
+
+    def abandon(self) -> None:
+        """Close every file as it is (after a failure, the card is not written)."""
+        for handle in self._files.values():
+            handle.close()
+        for writer, _ in self._parquet.values():
+            writer.close()
 
     def _write_group(self, group: list[FeedbackRecord]) -> None:
         summary = self.summary

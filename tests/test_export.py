@@ -315,3 +315,12 @@ async def test_each_export_page_seeks_along_the_request_index(repository: Reposi
             steps = [row[-1] for row in plan]
             assert steps[0].startswith("SEARCH drafts USING INDEX ix_drafts_request (status=? AND <expr>>?)"), steps
             assert not any("TEMP B-TREE" in step for step in steps), steps
+
+
+async def test_a_failed_export_writes_no_card(repository: Repository, tmp_path: Path) -> None:
+    await stored(repository, "An ad.", votes=(1,))
+    await repository.erase_member("someone", "0" * 64)
+    keyless = DraftService(repository, None, Policy(member_key=b"", consent_default=True))
+    with pytest.raises(ValueError, match="a pseudonym key must not be empty"):
+        await keyless.export(tmp_path / "out")
+    assert not (tmp_path / "out" / "README.md").exists(), "no card claims a dataset that was not finished"
