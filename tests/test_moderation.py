@@ -232,7 +232,7 @@ async def test_privacy_show_consent_and_delete(
     assert await repository.rating_summary(alices_draft.id) == (0, 0)
     await service.privacy.set_training_use(type("M", (), {"id": str(alice.user.id)})(), True)
     await service.export(tmp_path / "final", formats=("raw",))
-    text = "".join(path.read_text() for path in (tmp_path / "final").glob("*"))
+    text = "".join(path.read_text() for path in (tmp_path / "final").glob("*.jsonl")) + (tmp_path / "final" / "README.md").read_text()
     exported_rows = [json.loads(line) for line in text.splitlines()]
     assert [row["output"] for row in exported_rows] == [alices_draft.output]
     assert "Mia's notes" not in text
