@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from bot.config import Settings
@@ -56,14 +56,26 @@ async def start_engine(settings: Settings) -> Engine:
 
 
 @asynccontextmanager
-async def open_service(settings: Settings, *, with_model: bool = True) -> AsyncIterator[DraftService]:
-    """Open the database first (fast to fail), then load the model unless only stored data is needed."""
+async def open_service(
+    settings: Settings, *, with_model: bool = True, serve_metrics: bool = False,
+) -> AsyncIterator[DraftService]:
+    """Open the database first (fast to fail), then load the model unless only stored data is needed.
+
+    With `serve_metrics` (the bot, not one-off commands) and a `metrics.port`, Prometheus metrics
+    are served on loopback while the service is open.
+    """
     database = await open_database(settings.storage.database_url())
     engine: Engine | None = None
     try:
         if with_model:
             engine = await start_engine(settings)
-        yield DraftService(Repository(database), engine, policy_from(settings))
+        service = DraftService(Repository(database), engine, policy_from(settings))
+        async with AsyncExitStack() as stack:
+            if serve_metrics and settings.metrics.port:
+                stack.enter_context(service.metrics.serve(settings.metrics.host, settings.metrics.port))
+                watcher = asyncio.create_task(service.metrics.watch_loop())
+                stack.callback(watcher.cancel)
+            yield service
     finally:
         if engine is not None:
             await engine.close()

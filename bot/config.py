@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.metrics import is_loopback
 
 ENV_PREFIX = "COPYDESK_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -81,6 +83,18 @@ class PrivacySettings(_Section):
     pseudonymize: bool = True
 
 
+class MetricsSettings(_Section):
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+    host: str = "127.0.0.1"
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, host: str) -> str:
+        if not is_loopback(host):
+            raise ValueError(f"metrics are served on a loopback address only, e.g. 127.0.0.1 (got {host!r})")
+        return host
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
@@ -89,6 +103,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _server_named(self) -> Settings:

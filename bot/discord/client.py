@@ -54,5 +54,5 @@ async def publish_commands(token: str, guild_id: int | None = None) -> list[app_
 
 async def run_bot(settings: Settings, token: str, **options: Any) -> None:
     """Load the model, open the database, and serve Discord until the bot is closed or cancelled."""
-    async with open_service(settings) as service, CopydeskBot(service, settings.moderation, **options) as bot:
+    async with open_service(settings, serve_metrics=True) as service, CopydeskBot(service, settings.moderation, **options) as bot:
         await bot.start(token)
