@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.served import free_port
 from bot.config import load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
@@ -300,11 +300,6 @@ async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def test_a_member_can_cancel_their_draft_while_it_streams(
