@@ -28,7 +28,7 @@ class ServeOptions:
     num_blocks: int = 16
     block_size: int = 256
     max_batch_tokens: int = 256
-    quantization: str = "bnb-4bit"  # as copydesk deploys: full precision was 3-10x slower per batched request here
+    quantization: str | None = "bnb-4bit"  # as copydesk deploys: full precision was 3-10x slower per batched request here
 
 
 def free_port() -> int:
@@ -45,8 +45,9 @@ def transformers_serve(model: str, log: Path, options: ServeOptions = ServeOptio
     command = [
         sys.executable, "-m", "transformers.cli.transformers", "serve", model,
         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--continuous-batching",
-        "--quantization", options.quantization, "--cb-num-blocks", str(options.num_blocks),
-        "--cb-block-size", str(options.block_size), "--cb-max-batch-tokens", str(options.max_batch_tokens),
+        "--cb-num-blocks", str(options.num_blocks), "--cb-block-size", str(options.block_size),
+        "--cb-max-batch-tokens", str(options.max_batch_tokens),
+        *(("--quantization", options.quantization) if options.quantization else ()),
     ]
     with log.open("wb") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
