@@ -289,6 +289,25 @@ async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
     assert metrics["copydesk_event_loop_lag_seconds_count"][()] > 0, "the loop's lag is sampled while it serves"
 
 
+async def test_copydesk_run_can_shard_its_gateway_connection(fake: FakeDiscord, tmp_path: Path, cache_dir: Path) -> None:
+    """discord.py's AutoShardedClient, as configured past 2,500 servers; the fake serves one shard of one."""
+    settings = load_settings(environ={
+        "COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
+        "COPYDESK_ENGINE__MAX_NEW_TOKENS": "8", "COPYDESK_MODEL__DEVICE": "cpu", "COPYDESK_DISCORD__SHARDS": "1",
+        **NO_AUTOMATIC_CHECKS_ENV,
+    })
+    running = asyncio.create_task(run_bot(settings, fake.token, guild_ready_timeout=0.05))
+    await fake.wait_until_connected(timeout=120)
+    interaction = await fake.invoke_command("draft", AD, subcommand="ad")
+    await interaction.wait_for_original(finished, timeout=60)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    [identify] = [p["d"] for p in fake.gateway.received if p["op"] == 2]
+    assert identify["shard"] == [0, 1]
+    assert rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT status FROM drafts") == [("done",)]
+
+
 async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Prometheus' text format, parsed by its own parser: sample name → labels → value."""
     async with aiohttp.ClientSession() as session, session.get(url) as response:

@@ -52,7 +52,14 @@ async def publish_commands(token: str, guild_id: int | None = None) -> list[app_
         return await bot.tree.sync(guild=target)
 
 
+class ShardedCopydeskBot(CopydeskBot, discord.AutoShardedClient):
+    """The same bot over several gateway connections (`discord.shards`), as Discord requires past 2,500 servers."""
+
+
 async def run_bot(settings: Settings, token: str, **options: Any) -> None:
     """Load the model, open the database, and serve Discord until the bot is closed or cancelled."""
-    async with open_service(settings, serve_metrics=True) as service, CopydeskBot(service, settings.moderation, **options) as bot:
+    sharding = settings.discord.client_options()
+    bot_class = ShardedCopydeskBot if sharding else CopydeskBot
+    async with (open_service(settings, serve_metrics=True) as service,
+                bot_class(service, settings.moderation, **sharding, **options) as bot):
         await bot.start(token)
