@@ -1,4 +1,5 @@
-"""storage/ against a real SQLite file: migrations, settings, the repository's use cases."""
+"""storage/ against a real SQLite file and a real PostgreSQL server: migrations, settings, the
+repository's use cases. Tests taking `database` or `repository` run on both backends."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, func, inspect, select, text, update
 
+from backends import BACKENDS, open_backend
 from storage import (
     Base,
     Database,
@@ -38,6 +41,12 @@ from storage import (
     pseudonym,
 )
 from storage.database import MIGRATIONS
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_backend(request.param, tmp_path) as opened:
+        yield opened
 
 
 def sqlite_url(path: Path) -> str:
@@ -83,6 +92,8 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
 
 
 async def test_every_pooled_connection_gets_the_sqlite_settings(database: Database) -> None:
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's settings")
     async def settings() -> tuple[Any, ...]:
         async with database.engine.connect() as connection:
             return tuple(
