@@ -17,23 +17,27 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 class BotProcess:
-    """Start, kill and stop the bot; its output goes to `<folder>/bot-<n>.log`, one log per start."""
+    """Start, kill and stop the bot; its output goes to `<folder>/<name>-<n>.log`, one log per start."""
 
-    def __init__(self, fake: object, folder: Path, env: dict[str, str]) -> None:
+    def __init__(self, fake: object, folder: Path, env: dict[str, str], name: str = "bot") -> None:
         self.fake = fake
         self.folder = folder
         self.env = env
+        self.name = name
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
 
     @property
     def log(self) -> Path:
-        return self.folder / f"bot-{self.starts}.log"
+        return self.folder / f"{self.name}-{self.starts}.log"
+
+    def environ(self) -> dict[str, str]:
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("COPYDESK_")}
+        return environ | {"PYTHONPATH": str(REPOSITORY), "COPYDESK_DISCORD_TOKEN": self.fake.token} | self.env  # type: ignore[attr-defined]
 
     async def start(self) -> asyncio.subprocess.Process:
         self.starts += 1
-        environ = {key: value for key, value in os.environ.items() if not key.startswith("COPYDESK_")}
-        environ |= {"PYTHONPATH": str(REPOSITORY), "COPYDESK_DISCORD_TOKEN": self.fake.token} | self.env  # type: ignore[attr-defined]
+        environ = self.environ()
         with self.log.open("wb") as output:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, str(Path(__file__).resolve()), self.fake.rest_base, self.fake.gateway_url,  # type: ignore[attr-defined]
@@ -49,6 +53,15 @@ class BotProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    async def command(self, *arguments: str) -> tuple[int, str]:
+        """Another `copydesk` command on the same configuration (e.g. backup): exit code and output."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from bot.cli import main; main(prog_name='copydesk')", *arguments, cwd=self.folder,
+            env=self.environ(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+        return process.returncode or 0, output.decode(errors="replace")
 
 
 if __name__ == "__main__":

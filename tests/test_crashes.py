@@ -156,10 +156,13 @@ async def stop(task: asyncio.Task[None]) -> None:
         await task
 
 
+def is_streaming(message: dict[str, Any]) -> bool:
+    """The draft shows its first words (not its queue position) and is not finished."""
+    return any(i.startswith("copydesk:cancel:") for i in custom_ids(message)) and "⏳" not in message["content"]
+
+
 def streaming(fake: FakeDiscord) -> bool:
-    """A draft shows its first words (not the queue position) and is not finished."""
-    return any(any(i.startswith("copydesk:cancel:") for i in custom_ids(m)) and "⏳" not in m["content"]
-               for m in fake.messages.values())
+    return any(is_streaming(message) for message in fake.messages.values())
 
 
 async def test_sigkill_at_random_points_loses_nothing_the_bot_acknowledged(
@@ -206,3 +209,54 @@ async def test_sigkill_at_random_points_loses_nothing_the_bot_acknowledged(
         assert notice["channel_id"] == channel_id
         assert f"draft #{draft_id} ·" in notice["content"] and "Interrupted" in notice["content"]
     assert "Traceback" not in bot.output()
+
+
+async def test_sigterm_refuses_new_drafts_interrupts_what_cannot_finish_and_closes_cleanly(
+    fake: FakeDiscord, tmp_path: Path, cache_dir: Path
+) -> None:
+    env = bot_env(fake, tmp_path, cache_dir, COPYDESK_ENGINE__MAX_NEW_TOKENS="400",
+                  COPYDESK_ENGINE__SHUTDOWN_GRACE_S="3")
+    bot = BotProcess(fake, tmp_path, env)
+    await start_and_connect(fake, bot)
+    assert bot.process is not None
+    database = tmp_path / "data" / "copydesk.sqlite3"
+
+    second = BotProcess(fake, tmp_path, env, name="second")
+    assert await asyncio.wait_for((await second.start()).wait(), timeout=120) == 1
+    assert f"is in use by copydesk process {bot.process.pid}" in second.output()
+    assert len(fake.gateway.connections) == 1, "the second bot never connected"
+
+    first = await fake.invoke_command("write", {"topic": "a week on the coast path"}, subcommand="blog")
+    await first.wait_for_original(is_streaming, timeout=120)
+
+    # While the bot writes: a consistent backup; no overwriting it by accident; no restore under the bot's feet.
+    backup = tmp_path / "backup.sqlite3"
+    code, output = await bot.command("backup", str(backup))
+    assert code == 0 and f"backed up the database (1 drafts) to {backup}" in output, output
+    assert rows(backup, "PRAGMA integrity_check") == [("ok",)]
+    assert len(rows(backup, "SELECT status FROM drafts")) == 1
+    code, output = await bot.command("backup", str(backup))
+    assert code == 1 and "already exists; pass --force to replace it" in output
+    code, output = await bot.command("restore", "--yes", str(backup))
+    assert code == 1 and f"is in use by copydesk process {bot.process.pid}" in output
+
+    long = await fake.invoke_command("write", {"topic": "a month in the mountains"}, subcommand="blog")
+    await long.wait_for_original(is_streaming, timeout=120)
+    bot.process.send_signal(signal.SIGTERM)
+    await fake.wait_for(lambda: "shutting down" in bot.output(), timeout=30)
+    late = await fake.invoke_command("draft", {"product": "tea", "audience": "x"}, subcommand="ad")
+    await fake.wait_for(lambda: any("restarting" in m["content"] for m in late.followups), timeout=30)
+    assert late.original is None, "the thinking message was taken back"
+    assert await asyncio.wait_for(bot.process.wait(), timeout=120) == 0, bot.output()
+    assert not Path(f"{database}-wal").exists(), "the bot's last connection closed cleanly and checkpointed"
+
+    notice = await long.wait_for_original(lambda m: "Interrupted" in m["content"], timeout=5)
+    assert notice["components"] == []
+    [(draft_id, status)] = rows(database, f"SELECT id, status FROM drafts WHERE message_id = '{notice['id']}'")
+    assert status == "interrupted" and f"draft #{draft_id} ·" in notice["content"]
+    assert rows(database, "SELECT id FROM drafts WHERE status NOT IN ('done', 'interrupted')") == []
+    assert rows(database, "PRAGMA integrity_check") == [("ok",)]
+
+    code, output = await bot.command("restore", "--yes", str(backup))
+    assert code == 0 and f"restored 1 drafts from {backup}" in output, output
+    assert rows(database, "SELECT count(*) FROM drafts") == [(1,)]
