@@ -47,6 +47,7 @@ class EngineSettings(_Section):
     seed: int = Field(default=0, ge=0)
     base_url: str = ""
     timeout_s: float = Field(default=300.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)  # on SIGTERM, how long running drafts may take to finish
 
 
 

@@ -43,6 +43,8 @@ PROGRESS_SAVE_INTERVAL_S = 1.0
 RATE_WINDOW = timedelta(minutes=1)
 STATUS_WINDOW = timedelta(hours=1)
 STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
+ANNOUNCE_WITHIN = timedelta(days=1)  # interruptions older than this are not announced any more
+INTERRUPTED_BY_RESTART = "copydesk stopped before this draft was finished; please ask again"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class Limits:
 
 class LimitReached(ServiceError):
     """Over a limit: the message says which, and when to try again; nothing was stored."""
+
+
+class ShuttingDown(ServiceError):
+    """The process is stopping: no new draft is taken; nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ class Status:
     peak_memory_mb: float  # of this process
 
     def lines(self) -> list[str]:
-        statuses = ("queued", "running", "done", "failed", "cancelled")
+        statuses = ("queued", "running", "done", "failed", "cancelled", "interrupted")
         now = (f"{self.load.running} drafts being written, {self.load.waiting} waiting, {self.load.slots} slots"
                if self.load else "no engine in this process")
         return [
@@ -140,6 +146,8 @@ class DraftService:
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
         self._expired: set[int] = set()  # drafts stopped by their deadline, not by a member
+        self._interrupting: set[int] = set()  # drafts stopped because the process is stopping
+        self._closing = False
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
@@ -156,6 +164,8 @@ class DraftService:
         task = get_task(task_name)
         prompt = task.render(inputs)
         info = self.engine.info
+        if self._closing:
+            raise ShuttingDown("copydesk is restarting and takes no new drafts right now; please ask again in a minute")
         async with self._admission:  # the limits are checked and the row stored as one step
             try:
                 await self._admit(member)
@@ -220,6 +230,12 @@ class DraftService:
                         saved_at = time.monotonic()
                     yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.RUNNING, tokens, held=bool(reasons))
         except GenerationCancelled:
+            if draft_id in self._interrupting:
+                await self._repository.interrupt_draft(draft_id, INTERRUPTED_BY_RESTART, text)
+                ended(DraftStatus.INTERRUPTED)
+                yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.INTERRUPTED, tokens,
+                                    error=INTERRUPTED_BY_RESTART, held=bool(reasons))
+                return
             if draft_id not in self._expired:
                 await self._repository.cancel_draft(draft_id, text)
                 ended(DraftStatus.CANCELLED)
@@ -244,6 +260,7 @@ class DraftService:
         finally:
             deadline.cancel()
             self._expired.discard(draft_id)
+            self._interrupting.discard(draft_id)
             del self._requests[draft_id]
         finished_at = _now()
         await self._repository.finish_draft(
@@ -266,6 +283,24 @@ class DraftService:
     def _expire(self, draft_id: int) -> None:
         self._expired.add(draft_id)
         self.cancel(draft_id)
+
+    def stop_taking_drafts(self) -> None:
+        """From now on create_draft refuses, politely; drafts already taken go on."""
+        self._closing = True
+
+    @property
+    def drafts_in_progress(self) -> int:
+        return len(self._requests)
+
+    def interrupt_all(self) -> None:
+        """Stop every queued or running draft; each generate() ends with status interrupted."""
+        for draft_id in list(self._requests):
+            self._interrupting.add(draft_id)
+            self.cancel(draft_id)
+
+    async def unannounced_interruptions(self) -> list[Draft]:
+        """Interrupted drafts whose members were not told yet (the process died before it could)."""
+        return await self._repository.unannounced_interruptions(_now() - ANNOUNCE_WITHIN)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
         """A member stops their own draft while it waits or streams; a moderator may stop any."""

@@ -3,8 +3,10 @@
 Knows nothing of Discord or the model; takes plain parameters.
 """
 
-from storage.database import Database, open_database
+from storage.backup import backup_database, restore_database
+from storage.database import Database, clean_text, open_database
 from storage.errors import (
+    DatabaseInUse,
     DraftNotFound,
     FlagAlreadyResolved,
     FlagNotFound,
@@ -35,6 +37,7 @@ __all__ = [
     "Base",
     "Consent",
     "Database",
+    "DatabaseInUse",
     "Draft",
     "DraftNotFound",
     "DraftStatus",
@@ -51,8 +54,11 @@ __all__ = [
     "Rating",
     "Repository",
     "StorageError",
+    "backup_database",
+    "clean_text",
     "export_rows",
     "member_hash",
     "open_database",
     "pseudonym",
+    "restore_database",
 ]
