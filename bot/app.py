@@ -27,6 +27,8 @@ def policy_from(settings: Settings) -> Policy:
     return Policy(
         max_new_tokens=settings.engine.max_new_tokens,
         rating_threshold=settings.export.rating_threshold,
+        min_votes=settings.export.min_votes,
+        test_fraction=settings.export.test_fraction,
         safety=SafetyPolicy(blocked_terms=moderation.blocked_terms,
                             detect_personal_data=moderation.detect_personal_data,
                             detect_prompt_leak=moderation.detect_prompt_leak),

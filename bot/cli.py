@@ -7,11 +7,13 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import discord
+from tqdm import tqdm
 
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
@@ -19,9 +21,11 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
-from storage import EXPORT_FORMATS, DraftStatus, StorageError, backup_database, restore_database
+from storage import EXPORT_FORMATS, DraftStatus, FeedbackFilter, StorageError, backup_database, restore_database
+from storage.dataset import CARD
 
 USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 T = TypeVar("T")
 
 
@@ -184,18 +188,43 @@ def status(context: click.Context) -> None:
 
 
 @main.command()
-@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), required=True,
-              help="sft: messages; dpo: chosen/rejected pairs; kto: labelled completions; raw: every field.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="JSON Lines file to write.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
+@click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
+              help="sft: messages; dpo: chosen/rejected pairs; kto: labelled completions; raw: every field. "
+                   "Repeat for several; default: all four.")
+@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
+@click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC).")
+@click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True, help="Only these tasks (repeatable).")
+@click.option("--guild", help="Only drafts made in this Discord server (its id).")
+@click.option("--model", "models", multiple=True, help="Only drafts of this model (repeatable).")
+@click.option("--template-version", "template_versions", multiple=True,
+              help="Only drafts of this prompt template version, e.g. ad-v1 (repeatable).")
+@click.option("--min-votes", type=click.IntRange(min=0), help="Votes a rating needs to count [config: export.min_votes].")
+@click.option("--min-rating", type=click.FloatRange(-1, 1),
+              help="Mean rating a draft needs for SFT [config: export.rating_threshold].")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of prompts in the test split [config: export.test_fraction].")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr [default: when it is a terminal].")
 @click.pass_context
-def export(context: click.Context, export_format: str, out: Path) -> None:
-    """Write the team's rated drafts and improvements as training data (JSON Lines)."""
+def export(context: click.Context, out: Path, formats: tuple[str, ...], since: datetime | None, until: datetime | None,
+           tasks: tuple[str, ...], guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
+           min_votes: int | None, min_rating: float | None, test_fraction: float | None, progress: bool | None) -> None:
+    """Write the team's rated drafts and improvements as a training dataset (SFT, DPO, KTO, raw) with its card."""
     settings = _settings(context)
+    filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
+                             template_versions=template_versions)
 
     async def write() -> None:
         async with open_service(settings, with_model=False) as service:
-            summary = await service.export(export_format, out)
-        click.echo(f"wrote {summary.rows} {export_format} rows to {summary.path}")
+            total = await service.count_for_export(filters)
+            with tqdm(total=total, unit="drafts", desc="export", file=sys.stderr, disable=_no_bar(progress)) as bar:
+                summary = await service.export(out, formats=formats or EXPORT_FORMATS, filters=filters,
+                                               rating_threshold=min_rating, min_votes=min_votes,
+                                               test_fraction=test_fraction, progress=bar.update)
+        for line in summary.lines():
+            click.echo(line)
+        click.echo(f"wrote {out} (dataset card: {out / CARD})")
 
     _run(write())
 
@@ -224,3 +253,11 @@ def restore(context: click.Context, backup_file: Path, yes: bool) -> None:
                       abort=True)
     drafts = _storage(lambda: restore_database(url, backup_file, holder=f"copydesk restore (pid {os.getpid()})"))
     click.echo(f"restored {drafts} drafts from {backup_file}; start the bot again")
+def _utc(moment: datetime | None) -> datetime | None:
+    """A date given on the command line is read as UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None else None
+
+
+def _no_bar(progress: bool | None) -> bool | None:
+    """tqdm's `disable`: None lets tqdm show the bar only on a terminal."""
+    return None if progress is None else not progress

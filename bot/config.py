@@ -63,6 +63,9 @@ class StorageSettings(_Section):
 
 class ExportSettings(_Section):
     rating_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
+    min_votes: int = Field(default=1, ge=0)
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    discord_attachment_mb: float = Field(default=25.0, gt=0)
 
 
 class LimitSettings(_Section):

@@ -10,12 +10,11 @@ comes back; no business rule lives in a front-end.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import resource
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -36,12 +35,25 @@ from generation import (
     get_task,
 )
 from generation.safety import SafetyPolicy, review_reasons
-from storage import Draft, DraftNotFound, DraftStatus, Repository, export_rows
+from storage import (
+    EXPORT_FORMATS,
+    DatasetOptions,
+    DatasetSummary,
+    DatasetWriter,
+    Draft,
+    DraftNotFound,
+    DraftStatus,
+    FeedbackFilter,
+    FeedbackRecord,
+    Repository,
+    RowRules,
+)
 
 FEEDBACK_MAX_CHARS = 4000
 PROGRESS_SAVE_INTERVAL_S = 1.0
 RATE_WINDOW = timedelta(minutes=1)
 STATUS_WINDOW = timedelta(hours=1)
+EXPORT_BATCH = 500  # records handed to the export's worker thread at a time
 STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
 ANNOUNCE_WITHIN = timedelta(days=1)  # interruptions older than this are not announced any more
 INTERRUPTED_BY_RESTART = "copydesk stopped before this draft was finished; please ask again"
@@ -79,6 +91,8 @@ class Policy:
 
     max_new_tokens: int = 0  # a cap on every task's own budget; 0 keeps them
     rating_threshold: float = 0.5
+    min_votes: int = 1  # votes a rating needs to count in an export
+    test_fraction: float = 0.1  # share of prompts exported as the test split
     safety: SafetyPolicy = SafetyPolicy()
     consent_default: bool = False
     pseudonymize: bool = True
@@ -122,13 +136,6 @@ class Status:
             f"tokens/s over the last hour: {self.tokens_per_s:.2f}",
             f"peak memory of this process: {self.peak_memory_mb:.0f} MB",
         ]
-
-
-@dataclass(frozen=True)
-class ExportSummary:
-    export_format: str
-    path: Path
-    rows: int
 
 
 class DraftService:
@@ -353,25 +360,51 @@ class DraftService:
     async def get(self, draft_id: int) -> Draft:
         return await self._existing(draft_id)
 
-    async def export(self, export_format: str, path: Path) -> ExportSummary:
-        """Write one format as JSON Lines, streaming from the database; file writes run off the loop."""
-        records = self._repository.iter_feedback(
-            consent_default=self._policy.consent_default, pseudonym_key=self._policy.member_key,
-            pseudonymize=self._policy.pseudonymize,
+    async def export(
+        self,
+        folder: Path,
+        *,
+        formats: tuple[str, ...] = EXPORT_FORMATS,
+        filters: FeedbackFilter = FeedbackFilter(),
+        rating_threshold: float | None = None,
+        min_votes: int | None = None,
+        test_fraction: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> DatasetSummary:
+        """Write a training dataset into `folder`: one JSON Lines file per format and split, and its card.
+
+        Settings left as None take the deployment's. Streams from the database; shaping, duplicate
+        checks and file writes run in a worker thread a batch at a time, so the loop stays free.
+        `progress` is told how many drafts each page read (of `count_for_export`'s total).
+        """
+        policy = self._policy
+        options = DatasetOptions(
+            formats=formats,
+            rules=RowRules(threshold=policy.rating_threshold if rating_threshold is None else rating_threshold,
+                           min_votes=policy.min_votes if min_votes is None else min_votes),
+            test_fraction=policy.test_fraction if test_fraction is None else test_fraction,
         )
-        rows = export_rows(records, export_format, threshold=self._policy.rating_threshold)
-        count = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as handle:
-            batch: list[str] = []
-            async for row in rows:
-                batch.append(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-                if len(batch) >= 500:
-                    await asyncio.to_thread(handle.writelines, batch)
+        records = self._repository.iter_feedback(
+            filters=filters, consent_default=policy.consent_default, pseudonym_key=policy.member_key,
+            pseudonymize=policy.pseudonymize, on_page=progress,
+        )
+        writer = await asyncio.to_thread(DatasetWriter, folder, options, filters)
+        batch: list[FeedbackRecord] = []
+        try:
+            async for record in records:
+                batch.append(record)
+                if len(batch) >= EXPORT_BATCH:
+                    await asyncio.to_thread(writer.feed, batch)
                     batch = []
-            await asyncio.to_thread(handle.writelines, batch)
-        return ExportSummary(export_format, path, count)
+            await asyncio.to_thread(writer.feed, batch)
+        except BaseException:
+            writer.abandon()
+            raise
+        return await asyncio.to_thread(writer.close)
+
+    async def count_for_export(self, filters: FeedbackFilter = FeedbackFilter()) -> int:
+        """How many drafts an export with these filters reads: the total for a progress bar."""
+        return await self._repository.count_feedback(filters)
 
     async def _admit(self, member: Member) -> None:
         """Refuse at once, saying why and when to try again, what would go over a limit."""

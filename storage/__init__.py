@@ -5,6 +5,7 @@ Knows nothing of Discord or the model; takes plain parameters.
 
 from storage.backup import backup_database, restore_database
 from storage.database import Database, clean_text, open_database
+from storage.dataset import DatasetOptions, DatasetSummary, DatasetWriter
 from storage.errors import (
     DatabaseInUse,
     DraftNotFound,
@@ -12,8 +13,8 @@ from storage.errors import (
     FlagNotFound,
     StorageError,
 )
-from storage.export import EXPORT_FORMATS, export_rows
-from storage.feedback import FeedbackRecord
+from storage.export import EXPORT_FORMATS, RowRules, export_rows
+from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import (
     Base,
     Consent,
@@ -38,10 +39,14 @@ __all__ = [
     "Consent",
     "Database",
     "DatabaseInUse",
+    "DatasetOptions",
+    "DatasetSummary",
+    "DatasetWriter",
     "Draft",
     "DraftNotFound",
     "DraftStatus",
     "Erasure",
+    "FeedbackFilter",
     "FeedbackRecord",
     "Flag",
     "FlagAlreadyResolved",
@@ -53,6 +58,7 @@ __all__ = [
     "Moderator",
     "Rating",
     "Repository",
+    "RowRules",
     "StorageError",
     "backup_database",
     "clean_text",

@@ -14,6 +14,28 @@ from storage.models import Draft, Improvement
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackFilter:
+    """Which stored drafts an export reads; empty tuples and None mean no restriction."""
+
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    tasks: tuple[str, ...] = ()
+    guild_id: str | None = None
+    models: tuple[str, ...] = ()
+    template_versions: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """The restrictions in use, for a dataset card; nothing that identifies a member."""
+        described: dict[str, Any] = {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "tasks": list(self.tasks), "guild": self.guild_id is not None,
+            "models": list(self.models), "template_versions": list(self.template_versions),
+        }
+        return {name: value for name, value in described.items() if value}
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackRecord:
     id: int
     parent_id: int | None
@@ -39,6 +61,10 @@ class FeedbackRecord:
         return self.parent_id or self.id
 
     @property
+    def votes(self) -> int:
+        return self.ups + self.downs
+
+    @property
     def score(self) -> float | None:
         """Mean rating in [-1, 1], or None when nobody rated the draft."""
         votes = self.ups + self.downs
@@ -49,12 +75,12 @@ class FeedbackRecord:
         cls,
         draft: Draft,
         *,
+        ups: int,
+        downs: int,
+        improvements: Iterable[Improvement],
         author: str | None = None,
-        improvements: Iterable[Improvement] | None = None,
     ) -> FeedbackRecord:
-        """Needs the draft's ratings loaded, and its improvements unless `improvements` is given
-        (the ones whose writers allow training use)."""
-        kept = draft.improvements if improvements is None else improvements
+        """`improvements`: those whose writers allow training use."""
         return cls(
             id=draft.id,
             parent_id=draft.parent_id,
@@ -69,8 +95,8 @@ class FeedbackRecord:
             sampling=dict(draft.sampling),
             seed=draft.seed,
             created_at=draft.created_at,
-            ups=sum(1 for rating in draft.ratings if rating.value > 0),
-            downs=sum(1 for rating in draft.ratings if rating.value < 0),
-            improvements=tuple(improvement.text for improvement in kept),
+            ups=ups,
+            downs=downs,
+            improvements=tuple(improvement.text for improvement in improvements),
             author=author,
         )

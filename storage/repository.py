@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
@@ -19,7 +19,7 @@ from storage.errors import (
     FlagNotFound,
     StorageError,
 )
-from storage.feedback import FeedbackRecord
+from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import (
     Consent,
     Draft,
@@ -545,15 +545,23 @@ class Repository:
 
     # Exports.
 
+    async def count_feedback(self, filters: FeedbackFilter = FeedbackFilter()) -> int:
+        """How many drafts iter_feedback will read with these filters (before the consent rules): a progress bar's total."""
+        query = select(func.count()).select_from(Draft).where(*_exportable(filters))
+        async with self._sessions() as session:
+            return (await session.scalar(query)) or 0
+
     async def iter_feedback(
         self,
         batch_size: int = 500,
         *,
+        filters: FeedbackFilter = FeedbackFilter(),
         consent_default: bool = False,
         pseudonym_key: bytes | None = None,
         pseudonymize: bool = True,
+        on_page: Callable[[int], None] | None = None,
     ) -> AsyncIterator[FeedbackRecord]:
-        """Finished drafts that may be used for training, `batch_size` at a time.
+        """Finished drafts that may be used for training and match `filters`, `batch_size` at a time.
 
         Left out: drafts a moderator removed or an open or upheld flag holds back, and drafts
         whose author does not allow training use, nor, for a regeneration, the author of the
@@ -562,24 +570,21 @@ class Repository:
         only by consenting again. The erasure ledger holds keyed hashes, so once it has
         entries the export needs `pseudonym_key`, the key they were made with (StorageError
         otherwise); with a key and `pseudonymize`, each record's `author` is the author's
-        pseudonym, else None.
+        pseudonym, else None. `on_page` is told how many drafts each page read, excluded or not.
 
         Ordered by request (the original draft, then its regenerations) so that the drafts of
         one request arrive together and exports can pair them while streaming. Keyset
-        pagination with a short session per batch, and consents and ledger entries looked up
-        per batch: memory stays flat however large the tables, and no transaction stays open
-        while the caller writes the export.
+        pagination over the request index with a short session per batch, and ratings,
+        consents and ledger entries looked up per batch: memory and the time per batch stay
+        flat however large the tables, and no transaction stays open while the caller writes.
         """
-        held_back = exists().where(
-            Flag.draft_id == Draft.id, Flag.status.in_((FlagStatus.OPEN, FlagStatus.UPHELD))
-        )
         request = func.coalesce(Draft.parent_id, Draft.id)
         query = (
             select(Draft)
-            .where(Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None), ~held_back)
+            .where(*_exportable(filters))
             .order_by(request, Draft.id)
             .limit(batch_size)
-            .options(selectinload(Draft.ratings), selectinload(Draft.improvements))
+            .options(selectinload(Draft.improvements))
         )
         key = pseudonym_key
         if key is None:
@@ -591,28 +596,61 @@ class Repository:
                     )
         last_request, last_id = 0, 0
         while True:
-            after = or_(request > last_request, and_(request == last_request, Draft.id > last_id))
             async with self._sessions() as session:
-                drafts = (await session.scalars(query.where(after))).all()
+                # (request, id) > (last_request, last_id), spelled so that SQLite seeks along the index
+                page = query.where(request >= last_request, or_(request > last_request, Draft.id > last_id))
+                drafts = (await session.scalars(page)).all()
+                votes = await _votes(session, [draft.id for draft in drafts])
                 originals = await _original_authors(session, drafts)
                 members = {d.author_id for d in drafts} | set(originals.values())
                 members |= {i.member_id for d in drafts for i in d.improvements}
                 hashes = {} if key is None else {m: member_hash(key, m) for m in members}
                 use = await _TrainingUse.load(session, members, consent_default, hashes)
+            if on_page is not None:
+                on_page(len(drafts))
             for draft in drafts:
                 original = originals.get(draft.parent_id) if draft.parent_id else None
                 if not use.allows(draft.author_id):
                     continue
                 if original is not None and not use.allows(original):
                     continue  # a regeneration repeats the original author's inputs
+                ups, downs = votes.get(draft.id, (0, 0))
                 yield FeedbackRecord.from_draft(
-                    draft,
+                    draft, ups=ups, downs=downs,
                     author=pseudonym(key, draft.author_id) if key is not None and pseudonymize else None,
                     improvements=[i for i in draft.improvements if use.allows(i.member_id)],
                 )
             if len(drafts) < batch_size:
                 return
             last_request, last_id = drafts[-1].parent_id or drafts[-1].id, drafts[-1].id
+
+
+def _exportable(filters: FeedbackFilter) -> list[ColumnElement[bool]]:
+    """Finished, not removed, not held back by an open or upheld flag, and within the filters."""
+    held_back = exists().where(Flag.draft_id == Draft.id, Flag.status.in_((FlagStatus.OPEN, FlagStatus.UPHELD)))
+    conditions: list[ColumnElement[bool]] = [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None), ~held_back]
+    if filters.since is not None:
+        conditions.append(Draft.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(Draft.created_at < filters.until)
+    if filters.guild_id is not None:
+        conditions.append(Draft.guild_id == filters.guild_id)
+    for column, wanted in ((Draft.task, filters.tasks), (Draft.model, filters.models),
+                           (Draft.template_version, filters.template_versions)):
+        if wanted:
+            conditions.append(column.in_(wanted))
+    return conditions
+
+
+async def _votes(session: AsyncSession, draft_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Draft id → (ups, downs), counted by the database rather than loaded rating by rating."""
+    if not draft_ids:
+        return {}
+    rows = await session.execute(
+        select(Rating.draft_id, func.count().filter(Rating.value > 0), func.count().filter(Rating.value < 0))
+        .where(Rating.draft_id.in_(draft_ids)).group_by(Rating.draft_id)
+    )
+    return {draft_id: (ups, downs) for draft_id, ups, downs in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.config import ModerationSettings
+from bot.config import ExportSettings, ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService
 from fake_discord import FakeDiscord
@@ -15,9 +15,9 @@ EPHEMERAL = 64
 DEFERRED = 5
 
 
-async def start_bot(fake: FakeDiscord, service: DraftService,
-                    moderation: ModerationSettings = ModerationSettings()) -> tuple[CopydeskBot, asyncio.Task[None]]:
-    bot = CopydeskBot(service, moderation, guild_ready_timeout=0.05)
+async def start_bot(fake: FakeDiscord, service: DraftService, moderation: ModerationSettings = ModerationSettings(),
+                    exports: ExportSettings = ExportSettings()) -> tuple[CopydeskBot, asyncio.Task[None]]:
+    bot = CopydeskBot(service, moderation, exports, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(fake.token))
     await fake.wait_until_connected()
     await bot.wait_until_ready()

@@ -67,14 +67,24 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
     assert "model: not loaded in this process" in status.stdout
     assert float(re.search(r"tokens/s over the last hour: ([\d.]+)", status.stdout).group(1)) > 0
 
+    exported = copydesk("export", "--out", "dataset", "--progress", "--test-fraction", "0", cwd=tmp_path,
+                        cache_dir=cache_dir, COPYDESK_PRIVACY__TRAINING_CONSENT_DEFAULT="true")
+    assert exported.returncode == 0, exported.stderr
+    assert re.search(r"export: 100%.*2/2 \[", exported.stderr), "the progress bar counts the drafts read"
     for export_format in ("sft", "dpo", "kto", "raw"):
-        target = tmp_path / f"{export_format}.jsonl"
-        exported = copydesk("export", "--format", export_format, "--out", str(target), cwd=tmp_path,
-                            cache_dir=cache_dir, COPYDESK_PRIVACY__TRAINING_CONSENT_DEFAULT="true")
-        assert exported.returncode == 0, exported.stderr
-        count = len(load_dataset("json", data_files=str(target), split="train"))
-        assert exported.stdout.strip() == f"wrote {count} {export_format} rows to {target}"
+        count = len(load_dataset("json", data_files=str(tmp_path / "dataset" / f"{export_format}-train.jsonl"),
+                                 split="train"))
+        assert f"{export_format}: {count} rows ({count} train, 0 test)" in exported.stdout
         assert count >= 1
+    assert "kto labels: 1 good, 0 bad" in exported.stdout
+    assert (tmp_path / "dataset" / "README.md").is_file() and (tmp_path / "dataset" / "raw-train.parquet").is_file()
+
+    quiet = copydesk("export", "--out", "blogs", "--task", "blog", "--format", "raw", cwd=tmp_path, cache_dir=cache_dir,
+                     COPYDESK_PRIVACY__TRAINING_CONSENT_DEFAULT="true")
+    assert quiet.returncode == 0 and quiet.stderr == "", "no progress bar when stderr is not a terminal"
+    assert "raw: 1 rows" in quiet.stdout
+    assert sorted(p.name for p in (tmp_path / "blogs").iterdir()) == [
+        "README.md", "raw-test.jsonl", "raw-test.parquet", "raw-train.jsonl", "raw-train.parquet"]
 
 
 def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_dir: Path) -> None:
@@ -96,7 +106,7 @@ def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_di
          "Error: tone must be one of friendly, professional, playful, bold, luxurious (got 'grim')"),
         (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"fp4\"\n",
          "model.quantization: Input should be 'nf4', 'int8' or 'none' (got 'fp4')"),
-        (("export", "--format", "sft", "--out", "x.jsonl"), "[storage]\ndatadir = \"d\"\n",
+        (("export", "--format", "sft", "--out", "x"), "[storage]\ndatadir = \"d\"\n",
          "storage.datadir: unknown key"),
         (("console",), "[engine\n", "is not valid TOML: Expected ']'"),
         (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nname = \"/no/such/model\"\n",
@@ -123,3 +133,20 @@ def test_a_named_config_file_that_is_missing_is_reported(tmp_path: Path, cache_d
     result = copydesk("--config", "nope.toml", "export", "--format", "raw", "--out", "x", cwd=tmp_path,
                       cache_dir=cache_dir)
     assert result.returncode == 1 and "config file nope.toml does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "last week"), "Invalid value for '--since': 'last week' does not match the formats '%Y-%m-%d'"),
+        (("--test-fraction", "1"), "Invalid value for '--test-fraction': 1.0 is not in the range 0<=x<1."),
+        (("--task", "poem"), "Invalid value for '--task': 'poem' is not one of 'ad', 'blog', 'summary'."),
+        (("--min-votes", "-1"), "Invalid value for '--min-votes': -1 is not in the range x>=0."),
+    ],
+)
+def test_bad_export_options_are_refused_before_anything_is_written(
+    tmp_path: Path, cache_dir: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = copydesk("export", "--out", "dataset", *args, cwd=tmp_path, cache_dir=cache_dir)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "dataset").exists()

@@ -279,3 +279,14 @@ async def test_gateway_drop_is_resumed_with_missed_events(fake: FakeDiscord, bot
     await fake.wait_for(lambda: sum(payload["op"] == 6 for payload in fake.gateway.received) == 2)
     again = await fake.invoke_command("echo", {"text": "after reconnect"})
     assert (await again.wait_for_response())["data"]["content"] == "after reconnect"
+
+
+async def test_a_file_over_the_attachment_limit_is_refused_as_discord_does(fake: FakeDiscord, bot: ProbeBot) -> None:
+    fake.attachment_size_limit = 5
+    interaction = await fake.invoke_command("say", {"text": "Six bytes and more.", "as_file": True})
+    assert interaction.payload["attachment_size_limit"] == 5
+    refused = await fake.wait_for(lambda: next((r for r in fake.requests if r.files), None))
+    assert (refused.status, refused.response["code"]) == (413, 40005)
+    assert "draft.txt is 19 bytes, over the limit of 5" in refused.problems[0].message
+    assert fake.violations == [refused]
+    fake.violations.clear()

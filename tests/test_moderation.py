@@ -79,8 +79,8 @@ async def test_a_flag_reaches_the_review_channel_and_uphold_removes_the_draft(
     assert stored.removed_at is not None and stored.flags[0].status == "upheld"
     [line] = await service.moderation.log(str(fake.guild.id))
     assert (line.action, line.moderator_id, line.flag_id) == ("uphold", str(mia.user.id), flag_row.id)
-    summary = await service.export("raw", tmp_path / "raw.jsonl")
-    assert summary.rows == 0, "an upheld draft is in no export"
+    summary = await service.export(tmp_path / "export", formats=("raw",))
+    assert summary.count("raw") == 0, "an upheld draft is in no export"
 
     log = await fake.invoke_command("review", {"show": "log"}, user=mia)
     assert "**uphold** flag #" in (await log.wait_for_response())["data"]["content"]
@@ -214,11 +214,11 @@ async def test_privacy_show_consent_and_delete(
     assert answer["data"]["flags"] == EPHEMERAL
     assert "1 drafts, 1 ratings, 0 improvements, 0 flags" in answer["data"]["content"]
     assert "may **not** be used as training data (this server's default)" in answer["data"]["content"]
-    assert (await service.export("kto", tmp_path / "before.jsonl")).rows == 0
+    assert (await service.export(tmp_path / "before", formats=("kto",))).count("kto") == 0
 
     allow = await fake.click_button(shown.original, f"copydesk:privacy:allow:{mia.user.id}", user=mia)
     assert "may now be used" in (await allow.wait_for_response())["data"]["content"]
-    assert (await service.export("raw", tmp_path / "after.jsonl")).rows == 1
+    assert (await service.export(tmp_path / "after", formats=("raw",))).count("raw") == 1
 
     delete = await fake.invoke_command("privacy", {}, subcommand="delete", user=mia)
     prompt = await delete.wait_for_response()
@@ -231,9 +231,8 @@ async def test_privacy_show_consent_and_delete(
     assert await repository.get_draft(mias_draft.id) is None
     assert await repository.rating_summary(alices_draft.id) == (0, 0)
     await service.privacy.set_training_use(type("M", (), {"id": str(alice.user.id)})(), True)
-    exported = (tmp_path / "final.jsonl")
-    await service.export("raw", exported)
-    text = exported.read_text()
+    await service.export(tmp_path / "final", formats=("raw",))
+    text = "".join(path.read_text() for path in (tmp_path / "final").glob("*"))
     exported_rows = [json.loads(line) for line in text.splitlines()]
     assert [row["output"] for row in exported_rows] == [alices_draft.output]
     assert "Mia's notes" not in text

@@ -166,11 +166,11 @@ async def test_exports_load_with_datasets_and_have_the_documented_fields(
         await service.privacy.set_training_use(member, True)
 
     rows = {}
+    summary = await service.export(tmp_path, test_fraction=0.0)
     for export_format in ("sft", "dpo", "kto", "raw"):
-        path = tmp_path / f"{export_format}.jsonl"
-        summary = await service.export(export_format, path)
+        path = tmp_path / f"{export_format}-train.jsonl"
         dataset = load_dataset("json", data_files=str(path), split="train")
-        assert len(dataset) == summary.rows
+        assert len(dataset) == summary.count(export_format)
         rows[export_format] = [json.loads(line) for line in path.read_text().splitlines()]
 
     sft = rows["sft"]
@@ -200,11 +200,12 @@ async def test_exports_load_with_datasets_and_have_the_documented_fields(
     assert metadata["author"].startswith("m_"), "authors appear as keyed pseudonyms"
 
 
-async def test_an_export_of_an_empty_database_writes_an_empty_file(service: DraftService, tmp_path: Path) -> None:
-    summary = await service.export("sft", tmp_path / "out" / "sft.jsonl")
-    assert summary.rows == 0 and (tmp_path / "out" / "sft.jsonl").read_text() == ""
+async def test_an_export_of_an_empty_database_writes_empty_files_and_a_card(service: DraftService, tmp_path: Path) -> None:
+    summary = await service.export(tmp_path / "out", formats=("sft",))
+    assert summary.count("sft") == 0 and (tmp_path / "out" / "sft-train.jsonl").read_text() == ""
+    assert "No drafts matched." in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown export format"):
-        await service.export("csv", tmp_path / "x.csv")
+        await service.export(tmp_path / "x", formats=("csv",))
 
 
 async def test_limits_refuse_at_once_say_why_and_store_nothing(

@@ -681,7 +681,7 @@ async def test_exported_rows_carry_a_pseudonym_and_never_a_member_id(
     keyed = [
         row
         async for row in export_rows(
-            repository.iter_feedback(pseudonym_key=KEY), export_format, threshold=0.5
+            repository.iter_feedback(pseudonym_key=KEY), export_format
         )
     ]
     plain = [row async for row in export_rows(repository.iter_feedback(), export_format)]
@@ -734,7 +734,7 @@ async def test_reopening_keeps_the_data_and_migrates_nothing_twice(tmp_path: Pat
             versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
             revisions = versions.all()
             drafts = await connection.scalar(select(func.count()).select_from(Draft))
-        assert revisions == [("0002",)] and drafts == 1
+        assert revisions == [("0003",)] and drafts == 1
     finally:
         await again.close()
 

@@ -13,10 +13,11 @@ import discord
 from discord import app_commands
 
 from bot.app import open_service
-from bot.config import ModerationSettings, Settings
+from bot.config import ExportSettings, ModerationSettings, Settings
 from bot.discord.commands import draft_group, summarize, summarize_message, write_group
 from bot.discord.drafting import NO_MENTIONS, interrupted_notice
 from bot.discord.errors import report_command_error
+from bot.discord.export import export
 from bot.discord.feedback import FEEDBACK_BUTTONS
 from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
 from bot.discord.review import DecideButton, review, status
@@ -30,16 +31,18 @@ class CopydeskBot(discord.Client):
     """Holds the service; every command and button reaches it through `interaction.client`."""
 
     def __init__(self, service: DraftService | None, moderation: ModerationSettings = ModerationSettings(),
-                 **options: Any) -> None:
+                 exports: ExportSettings = ExportSettings(), **options: Any) -> None:
         # No privileged intent: interactions carry everything the commands need.
         super().__init__(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none(),
                          **options)
         self.service = service
         self.moderator_roles = moderation.roles
         self.moderator_channel_id = moderation.review_channel_id
+        self.export_attachment_mb = exports.discord_attachment_mb
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = report_command_error
-        for command in (draft_group, write_group, summarize, summarize_message, review, status, privacy_group):
+        for command in (draft_group, write_group, summarize, summarize_message, review, status, privacy_group,
+                        export):
             self.tree.add_command(command)
         self._drafting: set[asyncio.Task[Any]] = set()
 
@@ -112,7 +115,7 @@ async def run_bot(settings: Settings, token: str, **options: Any) -> None:
     sharding = settings.discord.client_options()
     bot_class = ShardedCopydeskBot if sharding else CopydeskBot
     async with (open_service(settings, serve_metrics=True) as service,
-                bot_class(service, settings.moderation, **sharding, **options) as bot):
+                bot_class(service, settings.moderation, settings.export, **sharding, **options) as bot):
         loop = asyncio.get_running_loop()
         stopping: list[asyncio.Task[None]] = []
 

@@ -15,7 +15,9 @@ here works there:
   and lands in `fake.violations`;
 - so do breaches of the rules the spec does not state: content over 2000 characters, an embed
   description over 4096, embeds over 6000 in all (400 / 50035), an empty message (400 / 50006),
-  and calls to routes the fake does not implement (501);
+  a file over `fake.attachment_size_limit` (413 / 40005; the limit each interaction carries as
+  `attachment_size_limit`, 10 MiB unless a test changes it), and calls to routes the fake does
+  not implement (501);
 - interactions: the callback must come within `interaction_response_window` (3 s) and only
   once, else 404 / 10062 "Unknown interaction" and 400 / 40060 "already acknowledged"; the
   token's webhook (followups, @original) works until `token_lifetime` (15 min), then

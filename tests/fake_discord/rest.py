@@ -193,6 +193,11 @@ def _attachments(fake: FakeDiscord, request: RecordedRequest, body: dict[str, An
     kept_ids = {str(item.get("id")) for item in listed or []}
     kept = list(current) if listed is None else [item for item in current if item["id"] in kept_ids]
     for index, upload in enumerate(request.files):
+        if len(upload.data) > fake.attachment_size_limit:
+            request.problems.append(Problem(("body", upload.field), f"{upload.filename} is {len(upload.data)} bytes, "
+                                                                     f"over the limit of {fake.attachment_size_limit}"))
+            fake.violations.append(request)
+            raise DiscordError(413, 40005, "Request entity too large")
         number = upload.field[len("files["):-1] if upload.field.startswith("files[") else str(index)
         meta: dict[str, Any] = next((item for item in listed or [] if str(item.get("id")) == number), {})
         attachment_id = str(snowflake())

@@ -121,6 +121,7 @@ class FakeDiscord:
         self.interactions: dict[int, Interaction] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # scope (None = global, or guild id) → commands
         self.attachment_data: dict[str, bytes] = {}  # attachment id → uploaded bytes
+        self.attachment_size_limit = 10 * 1024 * 1024  # per file; sent with each interaction, enforced on upload
         self.gateway = Gateway(self)
         self._rate_limits: list[tuple[RateLimitMatch, float]] = []
         self._changed = asyncio.Condition()
@@ -391,7 +392,7 @@ class FakeDiscord:
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(64), "version": 1,
             "app_permissions": str(bot.permissions), "locale": "en-US", "guild_locale": "en-US", "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild.id)}, "context": 0,
-            "attachment_size_limit": 10 * 1024 * 1024,
+            "attachment_size_limit": self.attachment_size_limit,
         }
         if message is not None:
             payload["message"] = message
