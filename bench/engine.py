@@ -1,12 +1,13 @@
-"""Benchmark: copydesk's LocalEngine against one `model.generate` per request, in the same run.
+"""Benchmark, in one run: (a) one `model.generate` per request in threads, (b) copydesk's LocalEngine,
+(c) `transformers serve` with continuous batching, reached through copydesk's OpenAIEngine.
 
-Both sides get the same model on the same quantization path, the same 16 chat prompts from the
-task catalogue, the same per-task sampling and the same per-request token limits. Sampling makes
-lengths vary, so throughput counts the tokens actually generated. At each concurrency c, c
-clients send requests back to back until the level's requests are done. The result is a Markdown
-table on stdout (progress goes to stderr); speed is a ratio against the baseline of this run.
+All get the same model on the same 4-bit path, the same 16 chat prompts from the task catalogue,
+the same per-task sampling and the same per-request token limits. Sampling makes lengths vary,
+so throughput counts the tokens actually generated. At each concurrency c, c clients send
+requests back to back until the level's requests are done. The result is a Markdown table on
+stdout (progress goes to stderr); speed is a ratio against (a) of this run.
 
-    .venv/bin/python bench/engine.py [--quick] [--device cuda] [--cache-dir DIR]
+    .venv/bin/python bench/engine.py [--quick] [--no-server] [--device cuda] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gc
 import itertools
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.served import ServeOptions, transformers_serve  # noqa: E402
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,
@@ -43,6 +46,7 @@ from generation import (  # noqa: E402
 )
 from generation.loading import QUANTIZATIONS, LoadedModel, load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
+from generation.openai_engine import OpenAIEngine  # noqa: E402
 
 T = TypeVar("T")
 
@@ -176,7 +180,7 @@ class TokenClock(BaseStreamer):
 class GenerateBaseline:
     """One `model.generate` per request, each in its own thread, all on one shared model."""
 
-    name = "generate per request"
+    name = "(a) generate per request"
 
     def __init__(self, loaded: LoadedModel, executor: ThreadPoolExecutor) -> None:
         self._loaded = loaded
@@ -222,13 +226,14 @@ class GenerateBaseline:
 
 
 class EngineBackend:
-    """copydesk's LocalEngine: one worker thread, continuous batching."""
+    """copydesk's LocalEngine: one worker thread, continuous batching; or any Engine, named."""
 
-    name = "copydesk engine"
+    name = "(b) copydesk engine"
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine | OpenAIEngine, name: str | None = None) -> None:
         self._engine = engine
         self.device = engine.info.device
+        self.name = name or self.name
 
     @classmethod
     async def start(cls, source: ModelSource, quantization: str, device: str, max_concurrent: int) -> EngineBackend:
@@ -318,14 +323,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def render_table(engine_rows: Sequence[LevelResult], baseline_rows: Sequence[LevelResult]) -> str:
+def render_table(rows: Sequence[LevelResult], baseline_rows: Sequence[LevelResult]) -> str:
     baseline_speed = {row.concurrency: row.tokens_per_s for row in baseline_rows}
     lines = [
         "| engine | concurrency | requests | tokens | wall s | tokens/s | speedup | p50 latency s | p95 latency s "
         "| p50 TTFT s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in sorted([*baseline_rows, *engine_rows], key=lambda r: r.concurrency):
+    for row in sorted(rows, key=lambda r: (r.concurrency, r.backend)):
         latencies = [r.latency_s for r in row.results]
         speedup = row.tokens_per_s / baseline_speed[row.concurrency]
         lines.append(
@@ -386,6 +391,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default=Path(os.environ.get("COPYDESK_CACHE_DIR", "~/.cache/copydesk")),
                         help="where the embedded model is converted (default $COPYDESK_CACHE_DIR or ~/.cache/copydesk)")
     parser.add_argument("--quick", action="store_true", help="shorter token limits and fewer requests per level")
+    parser.add_argument("--no-server", dest="server", action="store_false",
+                        help="skip (c), `transformers serve` (it needs the dev extra: fastapi, uvicorn, openai)")
     args = parser.parse_args(argv)
     if args.max_new_tokens is None:
         args.max_new_tokens = list(QUICK_TOKEN_LIMITS if args.quick else DEFAULT_TOKEN_LIMITS)
@@ -396,6 +403,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class Measured:
+    name: str
     rows: list[LevelResult]
     lag_ms: list[float]
     device: str
@@ -410,7 +418,7 @@ async def measure_engine(source: ModelSource, args: argparse.Namespace) -> Measu
         rows, lag = await measure(engine, args.concurrency, args.max_new_tokens, args.min_requests)
     finally:
         await engine.close()
-    return Measured(rows, lag, engine.device, worker_threads)
+    return Measured(engine.name, rows, lag, engine.device, worker_threads)
 
 
 async def measure_baseline(source: ModelSource, args: argparse.Namespace, threads: int) -> Measured:
@@ -419,7 +427,30 @@ async def measure_baseline(source: ModelSource, args: argparse.Namespace, thread
         rows, lag = await measure(baseline, args.concurrency, args.max_new_tokens, args.min_requests)
     finally:
         await baseline.close()
-    return Measured(rows, lag, baseline.device, threads)
+    return Measured(baseline.name, rows, lag, baseline.device, threads)
+
+
+SERVER_QUANTIZATION = {"nf4": "bnb-4bit", "int8": "bnb-8bit", "none": None}
+
+
+async def measure_server(source: ModelSource, args: argparse.Namespace) -> Measured:
+    """(c): the server in its own process, sized like the local engine (pages of 64 tokens, 2048 per request)."""
+    config = EngineConfig(max_concurrent=max(args.concurrency))
+    options = ServeOptions(
+        num_blocks=config.max_concurrent * config.max_context_tokens // config.page_size, block_size=config.page_size,
+        max_batch_tokens=config.max_batch_tokens, quantization=SERVER_QUANTIZATION[args.quantization],
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "serve.log"
+        with transformers_serve(source.location, log, options) as base_url:
+            engine = await OpenAIEngine.start(base_url, source.location, timeout_s=600,
+                                              max_concurrent=config.max_concurrent)
+            server = EngineBackend(engine, "(c) transformers serve")
+            try:
+                rows, lag = await measure(server, args.concurrency, args.max_new_tokens, args.min_requests)
+            finally:
+                await server.close()
+    return Measured(server.name, rows, lag, "cpu", 0)
 
 
 async def run_bench(args: argparse.Namespace) -> str:
@@ -432,10 +463,15 @@ async def run_bench(args: argparse.Namespace) -> str:
     progress(f"loading {source.name} ({args.quantization}) for the baseline…")
     baseline = await measure_baseline(source, args, default_threads)
     free_memory()
-    return render_report(args, source, engine, baseline)
+    measured = [baseline, engine]
+    if args.server:
+        progress(f"starting transformers serve for {source.name} ({args.quantization})…")
+        measured.append(await measure_server(source, args))
+    return render_report(args, source, measured)
 
 
-def render_report(args: argparse.Namespace, source: ModelSource, engine: Measured, baseline: Measured) -> str:
+def render_report(args: argparse.Namespace, source: ModelSource, measured: Sequence[Measured]) -> str:
+    baseline, engine = measured[0], measured[1]
     header = (
         f"torch {torch.__version__} · transformers {version('transformers')} · "
         f"bitsandbytes {version('bitsandbytes')} · device {describe_device(engine.device)} · "
@@ -448,11 +484,12 @@ def render_report(args: argparse.Namespace, source: ModelSource, engine: Measure
         "c at a time; tokens are those actually generated."
     )
     lag = "\n".join(
-        f"Event-loop lag at concurrency {max(args.concurrency)}, {name} (overshoot of 10 ms sleeps): "
-        f"p50 {percentile(samples, 50):.1f} ms, p99 {percentile(samples, 99):.1f} ms ({len(samples)} samples)"
-        for name, samples in ((EngineBackend.name, engine.lag_ms), (GenerateBaseline.name, baseline.lag_ms))
+        f"Event-loop lag at concurrency {max(args.concurrency)}, {m.name} (overshoot of 10 ms sleeps): "
+        f"p50 {percentile(m.lag_ms, 50):.1f} ms, p99 {percentile(m.lag_ms, 99):.1f} ms ({len(m.lag_ms)} samples)"
+        for m in measured
     )
-    return "\n\n".join([header, workload, render_table(engine.rows, baseline.rows), lag])
+    rows = [row for m in measured for row in m.rows]
+    return "\n\n".join([header, workload, render_table(rows, baseline.rows), lag])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.config import Settings
 from bot.keys import member_key
-from bot.service import DraftService, Limits, Policy
+from bot.service import INTERRUPTED_BY_RESTART, DraftService, Limits, Policy
 from generation import Engine, EngineConfig, LocalEngine, resolve_model
 from generation.openai_engine import OpenAIEngine
 from generation.safety import SafetyPolicy
 from storage import Repository, open_database
 
 API_KEY_VARIABLE = "COPYDESK_OPENAI_API_KEY"
+log = logging.getLogger("copydesk")
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -58,15 +61,31 @@ async def start_engine(settings: Settings) -> Engine:
 
 
 @asynccontextmanager
-async def open_service(settings: Settings, *, with_model: bool = True) -> AsyncIterator[DraftService]:
-    """Open the database first (fast to fail), then load the model unless only stored data is needed."""
-    database = await open_database(settings.storage.database_url())
-    engine: Engine | None = None
-    try:
+async def open_service(
+    settings: Settings, *, with_model: bool = True, serve_metrics: bool = False,
+) -> AsyncIterator[DraftService]:
+    """Open the database first (fast to fail), then load the model unless only stored data is needed.
+
+    A process that writes drafts claims the database, so that a second one is refused, and marks
+    the drafts a dead predecessor left unfinished as interrupted. With `serve_metrics` (the bot,
+    not one-off commands) and a `metrics.port`, Prometheus metrics are served on loopback while
+    the service is open. All is closed in reverse order.
+    """
+    async with AsyncExitStack() as opened:
+        database = await open_database(settings.storage.database_url())
+        opened.push_async_callback(database.close)
+        repository = Repository(database)
+        engine: Engine | None = None
         if with_model:
+            started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            await opened.enter_async_context(database.claim(f"copydesk process {os.getpid()} (started {started})"))
+            if interrupted := await repository.interrupt_unfinished(INTERRUPTED_BY_RESTART):
+                log.warning("%d draft(s) a previous run left unfinished are marked interrupted", interrupted)
             engine = await start_engine(settings)
-        yield DraftService(Repository(database), engine, policy_from(settings))
-    finally:
-        if engine is not None:
-            await engine.close()
-        await database.close()
+            opened.push_async_callback(engine.close)
+        service = DraftService(repository, engine, policy_from(settings))
+        if serve_metrics and settings.metrics.port:
+            opened.enter_context(service.metrics.serve(settings.metrics.host, settings.metrics.port))
+            watcher = asyncio.create_task(service.metrics.watch_loop())
+            opened.callback(watcher.cancel)
+        yield service

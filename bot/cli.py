@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
-from storage import EXPORT_FORMATS, DraftStatus, FeedbackFilter, StorageError
+from storage import EXPORT_FORMATS, DraftStatus, FeedbackFilter, StorageError, backup_database, restore_database
 from storage.dataset import CARD
 
 USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
@@ -34,6 +34,13 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _storage(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except StorageError as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -222,6 +229,30 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
     _run(write())
 
 
+
+@main.command()
+@click.argument("destination", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it already exists.")
+@click.pass_context
+def backup(context: click.Context, destination: Path, force: bool) -> None:
+    """Copy the SQLite database to DESTINATION, consistently, even while the bot writes (PostgreSQL: use pg_dump)."""
+    url = _settings(context).storage.database_url()
+    drafts = _storage(lambda: backup_database(url, destination, overwrite=force))
+    click.echo(f"backed up the database ({drafts} drafts) to {destination}")
+
+
+@main.command()
+@click.argument("backup_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def restore(context: click.Context, backup_file: Path, yes: bool) -> None:
+    """Replace the SQLite database with BACKUP_FILE, made by `copydesk backup`; stop the bot first."""
+    url = _settings(context).storage.database_url()
+    if not yes:
+        click.confirm(f"Replace the database at {url} with {backup_file}? Everything stored since that backup is lost",
+                      abort=True)
+    drafts = _storage(lambda: restore_database(url, backup_file, holder=f"copydesk restore (pid {os.getpid()})"))
+    click.echo(f"restored {drafts} drafts from {backup_file}; start the bot again")
 def _utc(moment: datetime | None) -> datetime | None:
     """A date given on the command line is read as UTC."""
     return moment.replace(tzinfo=timezone.utc) if moment is not None else None

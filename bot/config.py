@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.metrics import is_loopback
 
 ENV_PREFIX = "COPYDESK_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -45,6 +47,7 @@ class EngineSettings(_Section):
     seed: int = Field(default=0, ge=0)
     base_url: str = ""
     timeout_s: float = Field(default=300.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)  # on SIGTERM, how long running drafts may take to finish
 
 
 
@@ -84,6 +87,39 @@ class PrivacySettings(_Section):
     pseudonymize: bool = True
 
 
+class DiscordSettings(_Section):
+    # "off": one gateway connection. "auto": as many shards as Discord recommends (required past
+    # 2,500 servers). A number: that many shards; with shard_ids, this process runs only those.
+    shards: Literal["off", "auto"] | int = "off"
+    shard_ids: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _shards_exist(self) -> DiscordSettings:
+        if self.shard_ids and not (isinstance(self.shards, int) and all(0 <= i < self.shards for i in self.shard_ids)):
+            raise ValueError("discord.shard_ids needs discord.shards set to a number, and each id below it")
+        if isinstance(self.shards, int) and self.shards < 1:
+            raise ValueError(f'discord.shards is "off", "auto" or a number of shards of at least 1 (got {self.shards})')
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """What discord.py's AutoShardedClient takes; empty when not sharded."""
+        if self.shards == "off":
+            return {}
+        return {"shard_count": None if self.shards == "auto" else self.shards, "shard_ids": list(self.shard_ids) or None}
+
+
+class MetricsSettings(_Section):
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+    host: str = "127.0.0.1"
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, host: str) -> str:
+        if not is_loopback(host):
+            raise ValueError(f"metrics are served on a loopback address only, e.g. 127.0.0.1 (got {host!r})")
+        return host
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
@@ -92,6 +128,8 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    discord: DiscordSettings = DiscordSettings()
 
     @model_validator(mode="after")
     def _server_named(self) -> Settings:

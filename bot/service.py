@@ -21,10 +21,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bot.errors import ServiceError
+from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
 from generation import (
     Engine,
+    EngineLoad,
     GenerationCancelled,
     GenerationError,
     InputError,
@@ -53,6 +55,8 @@ RATE_WINDOW = timedelta(minutes=1)
 STATUS_WINDOW = timedelta(hours=1)
 EXPORT_BATCH = 500  # records handed to the export's worker thread at a time
 STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
+ANNOUNCE_WITHIN = timedelta(days=1)  # interruptions older than this are not announced any more
+INTERRUPTED_BY_RESTART = "copydesk stopped before this draft was finished; please ask again"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class Limits:
 
 class LimitReached(ServiceError):
     """Over a limit: the message says which, and when to try again; nothing was stored."""
+
+
+class ShuttingDown(ServiceError):
+    """The process is stopping: no new draft is taken; nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -109,17 +117,21 @@ class DraftProgress:
 
 @dataclass(frozen=True)
 class Status:
-    """The health view: what the last hour looked like, from the database, so any process can show it."""
+    """The health view: the engine now, if this process runs one, and the last hour from the database."""
 
     counts: dict[str, int]  # draft status → drafts asked for in the window
     tokens_per_s: float  # over the window, drafts finished in it
     model: str | None  # what this process serves, if it loaded a model
+    load: EngineLoad | None  # this process's engine, now
     peak_memory_mb: float  # of this process
 
     def lines(self) -> list[str]:
-        statuses = ("queued", "running", "done", "failed", "cancelled")
+        statuses = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+        now = (f"{self.load.running} drafts being written, {self.load.waiting} waiting, {self.load.slots} slots"
+               if self.load else "no engine in this process")
         return [
             f"model: {self.model or 'not loaded in this process'}",
+            f"now: {now}",
             "drafts in the last hour: " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in statuses),
             f"tokens/s over the last hour: {self.tokens_per_s:.2f}",
             f"peak memory of this process: {self.peak_memory_mb:.0f} MB",
@@ -129,13 +141,20 @@ class Status:
 class DraftService:
     """Front-end-neutral use cases over one engine and one repository."""
 
-    def __init__(self, repository: Repository, engine: Engine | None, policy: Policy = Policy()) -> None:
+    def __init__(
+        self, repository: Repository, engine: Engine | None, policy: Policy = Policy(), metrics: Metrics | None = None,
+    ) -> None:
         self._repository = repository
         self._engine = engine
         self._policy = policy
+        self.metrics = metrics or Metrics()
+        if engine is not None:
+            self.metrics.watch_engine(engine.info, engine.load)
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
         self._expired: set[int] = set()  # drafts stopped by their deadline, not by a member
+        self._interrupting: set[int] = set()  # drafts stopped because the process is stopping
+        self._closing = False
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
 
@@ -152,8 +171,14 @@ class DraftService:
         task = get_task(task_name)
         prompt = task.render(inputs)
         info = self.engine.info
+        if self._closing:
+            raise ShuttingDown("copydesk is restarting and takes no new drafts right now; please ask again in a minute")
         async with self._admission:  # the limits are checked and the row stored as one step
-            await self._admit(member)
+            try:
+                await self._admit(member)
+            except LimitReached:
+                self.metrics.refused()
+                raise
             return await self._repository.create_draft(
                 task=task.name,
                 inputs=task.validate(inputs),
@@ -189,6 +214,12 @@ class DraftService:
         # A watchdog rather than a timeout around the loop: the loop yields to the front-end, whose
         # own awaits a timeout would interrupt.
         deadline = asyncio.get_running_loop().call_later(self._policy.timeout_s, self._expire, draft_id)
+
+        def ended(status: DraftStatus) -> None:
+            since_request = _now() - draft.created_at
+            ttft = (first_token_at - draft.created_at).total_seconds() if first_token_at else None
+            self.metrics.draft_ended(draft.task, str(status), tokens, ttft, since_request.total_seconds())
+
         try:
             async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
@@ -206,26 +237,37 @@ class DraftService:
                         saved_at = time.monotonic()
                     yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.RUNNING, tokens, held=bool(reasons))
         except GenerationCancelled:
+            if draft_id in self._interrupting:
+                await self._repository.interrupt_draft(draft_id, INTERRUPTED_BY_RESTART, text)
+                ended(DraftStatus.INTERRUPTED)
+                yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.INTERRUPTED, tokens,
+                                    error=INTERRUPTED_BY_RESTART, held=bool(reasons))
+                return
             if draft_id not in self._expired:
                 await self._repository.cancel_draft(draft_id, text)
+                ended(DraftStatus.CANCELLED)
                 yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.CANCELLED, tokens, held=bool(reasons))
                 return
             error = f"stopped at its deadline of {self._policy.timeout_s:g} s"
             await self._repository.fail_draft(draft_id, error, text)
+            ended(DraftStatus.FAILED)
             yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=error,
                                 held=bool(reasons))
             return
         except GenerationError as error:
             await self._repository.fail_draft(draft_id, str(error), text)
+            ended(DraftStatus.FAILED)
             yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=str(error),
                                 held=bool(reasons))
             return
         except (asyncio.CancelledError, GeneratorExit):
             await self._repository.cancel_draft(draft_id, text)
+            ended(DraftStatus.CANCELLED)
             raise
         finally:
             deadline.cancel()
             self._expired.discard(draft_id)
+            self._interrupting.discard(draft_id)
             del self._requests[draft_id]
         finished_at = _now()
         await self._repository.finish_draft(
@@ -236,6 +278,7 @@ class DraftService:
             latency_ms=_ms(finished_at - draft.created_at),
             ttft_ms=_ms((first_token_at or finished_at) - draft.created_at),
         )
+        ended(DraftStatus.DONE)
         flag_id = None
         if reasons:
             flag = await self._repository.add_flag(draft_id, "held automatically: " + "; ".join(reasons),
@@ -247,6 +290,24 @@ class DraftService:
     def _expire(self, draft_id: int) -> None:
         self._expired.add(draft_id)
         self.cancel(draft_id)
+
+    def stop_taking_drafts(self) -> None:
+        """From now on create_draft refuses, politely; drafts already taken go on."""
+        self._closing = True
+
+    @property
+    def drafts_in_progress(self) -> int:
+        return len(self._requests)
+
+    def interrupt_all(self) -> None:
+        """Stop every queued or running draft; each generate() ends with status interrupted."""
+        for draft_id in list(self._requests):
+            self._interrupting.add(draft_id)
+            self.cancel(draft_id)
+
+    async def unannounced_interruptions(self) -> list[Draft]:
+        """Interrupted drafts whose members were not told yet (the process died before it could)."""
+        return await self._repository.unannounced_interruptions(_now() - ANNOUNCE_WITHIN)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
         """A member stops their own draft while it waits or streams; a moderator may stop any."""
@@ -289,6 +350,7 @@ class DraftService:
             counts=activity.counts,
             tokens_per_s=activity.tokens / STATUS_WINDOW.total_seconds(),
             model=f"{info.name} ({info.quantization}, {info.device})" if info else None,
+            load=self._engine.load() if self._engine is not None else None,
             peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )
 

@@ -10,9 +10,10 @@ from generation.errors import (
 )
 from generation.model_source import ModelSource, resolve_model
 from generation.sampling import Sampling
+from generation.slots import EngineLoad
 
 __all__ = [
-    "TASKS", "Engine", "EngineConfig", "Field", "GenerationCancelled", "GenerationError", "InputError", "LocalEngine",
+    "TASKS", "Engine", "EngineConfig", "EngineLoad", "Field", "GenerationCancelled", "GenerationError", "InputError", "LocalEngine",
     "ModelInfo", "ModelNotFound", "ModelSource", "Prompt", "Sampling", "StreamUpdate", "Task", "get_task",
     "resolve_model",
 ]

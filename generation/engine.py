@@ -20,7 +20,7 @@ from generation.errors import GenerationCancelled, GenerationError
 from generation.loading import LoadedModel, load_model
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
-from generation.slots import SlotQueue
+from generation.slots import EngineLoad, SlotQueue
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ class Engine(Protocol):
     ) -> AsyncIterator[StreamUpdate]: ...
 
     def cancel(self, request_id: str) -> bool: ...
+
+    def load(self) -> EngineLoad: ...
 
     async def close(self) -> None: ...
 
@@ -164,6 +166,9 @@ class LocalEngine:
             if submitted and not finished:
                 # cancel_request never delivers a final output, so nothing waits on one.
                 self._manager.cancel_request(request_id)
+
+    def load(self) -> EngineLoad:
+        return self._slots.load()
 
     def cancel(self, request_id: str) -> bool:
         """Stop a queued or running request; its stream raises GenerationCancelled."""

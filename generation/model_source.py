@@ -9,6 +9,7 @@ safetensors folder in the cache, which the 4-bit path then loads like any other 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -50,6 +51,7 @@ def convert_embedded(cache_dir: Path) -> Path:
     """Convert the embedded GGUF file to a safetensors folder once; later calls reuse it."""
     target = cache_dir / "models" / f"{EMBEDDED_NAME}-from-gguf"
     if (target / "model.safetensors").is_file():
+        _sample_by_default(target)
         return target
     gguf = embedded_gguf()
     import torch
@@ -59,6 +61,7 @@ def convert_embedded(cache_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantized to float32 on load; drop the GGUF marker so they can be saved.
     model.hf_quantizer = None
+    model.generation_config.do_sample = True  # see _sample_by_default
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +74,15 @@ def convert_embedded(cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _sample_by_default(folder: Path) -> None:
+    """A server reading this folder (`transformers serve`) ignores a request's temperature and top_p
+    unless the model's generation config samples; conversions before this was set get it here."""
+    path = folder / "generation_config.json"
+    config = json.loads(path.read_text())
+    if not config.get("do_sample"):
+        path.write_text(json.dumps({**config, "do_sample": True}, indent=2) + "\n")
 
 
 def resolve_model(name: str, cache_dir: Path, *, allow_download: bool = False) -> ModelSource:

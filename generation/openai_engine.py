@@ -24,7 +24,7 @@ from generation.catalogue import Prompt
 from generation.engine import ModelInfo, StreamUpdate
 from generation.errors import GenerationCancelled, GenerationError
 from generation.sampling import Sampling
-from generation.slots import SlotQueue
+from generation.slots import EngineLoad, SlotQueue
 
 CHECK_TIMEOUT_S = 10.0  # for the start-up check: a server that cannot list its models in 10 s is not ready
 MAX_ERROR_CHARS = 500  # of a server's error body: enough for its message, not for a page of HTML
@@ -167,6 +167,9 @@ class OpenAIEngine:
                 exchange.reader.cancel()  # closes the connection if still open: the server stops generating
             if holding_slot:
                 self._slots.release(owner)
+
+    def load(self) -> EngineLoad:
+        return self._slots.load()
 
     def cancel(self, request_id: str) -> bool:
         """Stop a queued or running request; its stream raises GenerationCancelled."""

@@ -18,6 +18,15 @@ class _Ticket:
     granted: asyncio.Future[None]
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """How busy an engine is right now: what a health view and the metrics show."""
+
+    running: int  # requests holding a slot
+    waiting: int  # requests in line for one
+    slots: int
+
+
 class SlotQueue:
     """`size` slots shared fairly between owners (members), telling each waiter its place.
 
@@ -29,6 +38,7 @@ class SlotQueue:
     """
 
     def __init__(self, size: int) -> None:
+        self._size = size
         self._free = size
         self._waiting: list[_Ticket] = []  # in arrival order, none granted yet
         self._held: Counter[str] = Counter()  # owner → slots held
@@ -66,6 +76,9 @@ class SlotQueue:
         finally:
             if not ticket.granted.done():
                 self._waiting.remove(ticket)
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(running=sum(self._held.values()), waiting=len(self._waiting), slots=self._size)
 
     def release(self, owner: str = "") -> None:
         self._held[owner] -= 1

@@ -3,9 +3,11 @@
 Knows nothing of Discord or the model; takes plain parameters.
 """
 
-from storage.database import Database, open_database
+from storage.backup import backup_database, restore_database
+from storage.database import Database, clean_text, open_database
 from storage.dataset import DatasetOptions, DatasetSummary, DatasetWriter
 from storage.errors import (
+    DatabaseInUse,
     DraftNotFound,
     FlagAlreadyResolved,
     FlagNotFound,
@@ -36,6 +38,7 @@ __all__ = [
     "Base",
     "Consent",
     "Database",
+    "DatabaseInUse",
     "DatasetOptions",
     "DatasetSummary",
     "DatasetWriter",
@@ -57,8 +60,11 @@ __all__ = [
     "Repository",
     "RowRules",
     "StorageError",
+    "backup_database",
+    "clean_text",
     "export_rows",
     "member_hash",
     "open_database",
     "pseudonym",
+    "restore_database",
 ]

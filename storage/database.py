@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from storage.errors import StorageError
+from storage.errors import DatabaseInUse, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -28,6 +33,37 @@ SQLITE_PRAGMAS = {
 }
 
 
+# Any number that no other application of the same PostgreSQL server uses for an advisory lock.
+INSTANCE_LOCK_KEY = 0x636F707964657363  # "copydesc"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """Text every backend stores as given back: without NUL (PostgreSQL refuses it in text) and with
+    lone surrogates (not encodable as UTF-8) replaced by U+FFFD; a split surrogate pair is joined."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii() and _SURROGATE.search(value):
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    return value
+
+
+def _clean_parameters(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                      _executemany: bool) -> tuple[str, Any]:
+    """Every value on its way to the database, whichever table and statement: the one place text is cleaned."""
+    return statement, _clean(parameters)
+
+
 class Database:
     """The engine and the session factory; one session per unit of work."""
 
@@ -39,6 +75,60 @@ class Database:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    @asynccontextmanager
+    async def claim(self, holder: str) -> AsyncIterator[None]:
+        """Serve this database from one process only; another claim fails with DatabaseInUse, saying why.
+
+        SQLite: an OS lock on `<database>.lock`; PostgreSQL: a session advisory lock. Either is
+        released by the OS or the server when the process dies, even by SIGKILL, so none goes stale.
+        """
+        if self.engine.dialect.name == "sqlite":
+            path = sqlite_path(self.engine.url)
+            if path is None:
+                yield
+                return
+            with sqlite_lock(path, holder):
+                yield
+            return
+        async with self.engine.connect() as connection:
+            claimed = await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": INSTANCE_LOCK_KEY})
+            await connection.commit()
+            if not claimed:
+                shown = self.engine.url.render_as_string(hide_password=True)
+                raise DatabaseInUse(f"another copydesk process is already serving the database at {shown}; "
+                                    "stop it first, or point this one at another database")
+            try:
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INSTANCE_LOCK_KEY})
+                await connection.commit()
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory or URI database."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database).absolute()
+
+
+@contextmanager
+def sqlite_lock(database: Path, holder: str) -> Iterator[None]:
+    """An exclusive `flock` on `<database>.lock`, which names its holder for whoever is refused."""
+    path = database.with_name(database.name + ".lock")
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held_by = os.read(descriptor, 500).decode(errors="replace").strip() or "another process"
+            raise DatabaseInUse(f"the database at {database} is in use by {held_by}; stop it first, "
+                                "or point this one at another database") from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, holder.encode())
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
 
 async def open_database(url: str) -> Database:
     """Open (creating if need be) the database at `url` and migrate it to the newest schema.
@@ -48,9 +138,10 @@ async def open_database(url: str) -> Database:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_file(parsed)
-    engine = create_async_engine(parsed)
+    engine = create_async_engine(parsed, json_serializer=lambda value: json.dumps(_clean(value)))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+    event.listen(engine.sync_engine, "before_cursor_execute", _clean_parameters, retval=True)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade_to_head)
@@ -63,9 +154,9 @@ async def open_database(url: str) -> Database:
 
 def _check_sqlite_file(url: URL) -> None:
     """Fail early, with the path in the message, where SQLite could not write its files."""
-    if not url.database or url.database == ":memory:" or url.query.get("uri"):
+    path = sqlite_path(url)
+    if path is None:
         return
-    path = Path(url.database).absolute()
 
     def fail(reason: str) -> StorageError:
         return StorageError(f"cannot write the database at {path}: {reason}")

@@ -12,6 +12,10 @@ class StorageError(Exception):
     """The database cannot be opened, migrated or written."""
 
 
+class DatabaseInUse(StorageError):
+    """Another process already serves this database (see Database.claim)."""
+
+
 class DraftNotFound(StorageError):
     """The draft id names no row (never created, or deleted since)."""
 

@@ -38,6 +38,7 @@ class DraftStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the process stopped (shutdown or crash) before the draft was finished
 
 
 class FlagSource(StrEnum):

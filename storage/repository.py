@@ -56,7 +56,7 @@ class Repository:
         self._sessions = database.sessions
         self._insert = _UPSERT_INSERTS[dialect]
 
-    # Drafts and their lifecycle: queued → running → done | failed | cancelled.
+    # Drafts and their lifecycle: queued → running → done | failed | cancelled | interrupted.
 
     async def create_draft(
         self,
@@ -142,6 +142,35 @@ class Repository:
         return await self._transition(
             draft_id, _ACTIVE, status=DraftStatus.CANCELLED, finished_at=utcnow(), **extra
         )
+
+    async def interrupt_draft(self, draft_id: int, reason: str, output: str | None = None) -> bool:
+        """The process is stopping before the draft is finished; `output=None` keeps the partial output."""
+        extra = {} if output is None else {"output": output}
+        return await self._transition(
+            draft_id, _ACTIVE, status=DraftStatus.INTERRUPTED, error=reason, finished_at=utcnow(), **extra
+        )
+
+    async def interrupt_unfinished(self, reason: str) -> int:
+        """Mark every queued or running draft interrupted: at start, when no process can still be writing them."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Draft)
+                .where(Draft.status.in_(_ACTIVE))
+                .values(status=DraftStatus.INTERRUPTED, error=reason, finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount
+
+    async def unannounced_interruptions(self, since: datetime) -> list[Draft]:
+        """Interrupted drafts asked for in a channel that no message shows yet: their members were not told."""
+        query = (
+            select(Draft)
+            .where(Draft.status == DraftStatus.INTERRUPTED, Draft.channel_id.is_not(None),
+                   Draft.message_id.is_(None), Draft.finished_at > since)
+            .order_by(Draft.id)
+        )
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
 
     async def _transition(
         self, draft_id: int, allowed: Collection[DraftStatus], **values: Any

@@ -40,6 +40,9 @@ def test_environment_overrides_file_values(tmp_path: Path) -> None:
         ("[moderators]\nroles = []\n", "moderators: unknown key"),
         ("model = 3\n", "model: Input should be a valid dictionary"),
         ('[engine]\nkind = "openai"\n', 'engine.kind = "openai" needs engine.base_url'),
+        ('[metrics]\nhost = "0.0.0.0"\n', "metrics.host: metrics are served on a loopback address only"),
+        ("[discord]\nshards = 0\n", 'discord: discord.shards is "off", "auto" or a number of shards of at least 1'),
+        ("[discord]\nshards = 2\nshard_ids = [2]\n", "discord: discord.shard_ids needs discord.shards set to a number"),
     ],
 )
 def test_each_bad_key_is_named_with_the_reason(tmp_path: Path, text: str, message: str) -> None:

@@ -8,8 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench.served import free_port
 from bot.config import load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
@@ -258,9 +261,11 @@ async def test_commands_are_published_by_sync_not_on_start(fake: FakeDiscord, bo
 async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
     fake: FakeDiscord, tmp_path: Path, cache_dir: Path
 ) -> None:
+    metrics_port = free_port()
     settings = load_settings(environ={
         "COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
         "COPYDESK_ENGINE__MAX_NEW_TOKENS": "16", "COPYDESK_MODEL__DEVICE": "cpu", **NO_AUTOMATIC_CHECKS_ENV,
+        "COPYDESK_METRICS__PORT": str(metrics_port),
     })
     running = asyncio.create_task(run_bot(settings, fake.token, guild_ready_timeout=0.05))
     await fake.wait_until_connected(timeout=120)
@@ -268,11 +273,53 @@ async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
     interaction = await fake.invoke_command("draft", AD, subcommand="ad")
     message = await interaction.wait_for_original(finished, timeout=60)
     assert any(r.status == 429 for r in fake.requests), "a rate limit was answered and honoured"
+    metrics = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    [(output,)] = rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT output FROM drafts WHERE status = 'done'")
+    [(output, tokens)] = rows(tmp_path / "data" / "copydesk.sqlite3",
+                              "SELECT output, completion_tokens FROM drafts WHERE status = 'done'")
     assert output.strip() in message["content"]
+    assert metrics["copydesk_drafts_total"] == {(("status", "done"), ("task", "ad")): 1.0}
+    assert metrics["copydesk_generated_tokens_total"] == {(): tokens}
+    assert metrics["copydesk_time_to_first_token_seconds_count"] == {(("task", "ad"),): 1.0}
+    assert metrics["copydesk_engine_slots"] == {(): 16.0} and metrics["copydesk_queue_depth"] == {(): 0.0}
+    assert metrics["copydesk_model_info"] == {
+        (("device", "cpu"), ("name", "SmolLM2-135M-Instruct"), ("quantization", "nf4")): 1.0}
+    assert metrics["process_resident_memory_bytes"][()] > 100e6, "the model's process, measured"
+    assert metrics["copydesk_event_loop_lag_seconds_count"][()] > 0, "the loop's lag is sampled while it serves"
+
+
+async def test_copydesk_run_can_shard_its_gateway_connection(fake: FakeDiscord, tmp_path: Path, cache_dir: Path) -> None:
+    """discord.py's AutoShardedClient, as configured past 2,500 servers; the fake serves one shard of one."""
+    settings = load_settings(environ={
+        "COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
+        "COPYDESK_ENGINE__MAX_NEW_TOKENS": "8", "COPYDESK_MODEL__DEVICE": "cpu", "COPYDESK_DISCORD__SHARDS": "1",
+        **NO_AUTOMATIC_CHECKS_ENV,
+    })
+    running = asyncio.create_task(run_bot(settings, fake.token, guild_ready_timeout=0.05))
+    await fake.wait_until_connected(timeout=120)
+    interaction = await fake.invoke_command("draft", AD, subcommand="ad")
+    await interaction.wait_for_original(finished, timeout=60)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    [identify] = [p["d"] for p in fake.gateway.received if p["op"] == 2]
+    assert identify["shard"] == [0, 1]
+    assert rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT status FROM drafts") == [("done",)]
+
+
+async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Prometheus' text format, parsed by its own parser: sample name → labels → value."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
 
 
 async def test_a_member_can_cancel_their_draft_while_it_streams(

@@ -5,12 +5,6 @@ failures a real server will not produce on demand."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import replace
@@ -19,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bench.served import ServerDidNotStart, free_port, transformers_serve
 from bot.service import DraftService, Member, Policy
 from generation import (
     GenerationCancelled,
@@ -31,15 +26,9 @@ from generation import (
 from generation.openai_engine import OpenAIEngine
 from storage import DraftStatus, Repository
 
-SERVER_START_TIMEOUT_S = 120
 SHORT = Sampling(max_new_tokens=16, temperature=0.7, top_p=0.9, top_k=50)
 LONG = Sampling(max_new_tokens=200, temperature=0.7, top_p=0.9, top_k=50)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def ad_prompt(product: str):
@@ -52,47 +41,17 @@ async def collect(engine: OpenAIEngine, product: str, request_id: str, sampling:
 
 @pytest.fixture(scope="session")
 def served_model(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`transformers serve` pinned to the embedded model's local folder: (base URL, model name).
-
-    In 4-bit, as copydesk deploys: quantizing costs about 20 s at start-up on 2 cores, but full
-    precision made each batched request 3-10x slower here and the file took minutes.
-    """
+    """`transformers serve` pinned to the embedded model's local folder, in 4-bit: (base URL, model name)."""
     from transformers.utils.import_utils import is_serve_available
 
     if not is_serve_available():
         pytest.skip("`transformers serve` needs fastapi, uvicorn and openai: pip install -e '.[dev]'")
     model = resolve_model("", cache_dir).location
-    port = free_port()
-    command = [
-        sys.executable, "-m", "transformers.cli.transformers", "serve", model,
-        "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-        "--continuous-batching", "--quantization", "bnb-4bit",
-        # The batching manager's default KV cache claims most of the RAM: 16 pages of 256 tokens.
-        "--cb-num-blocks", "16", "--cb-max-batch-tokens", "256",
-    ]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not come up:\n{log.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.5)
-        yield base_url, model
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        with transformers_serve(model, tmp_path_factory.mktemp("serve") / "serve.log") as base_url:
+            yield base_url, model
+    except ServerDidNotStart as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +108,13 @@ async def test_requests_beyond_the_slots_wait_in_line_and_can_leave_it(served_mo
         assert (await first)[-1].finished
     finally:
         await engine.close()
+
+
+async def test_the_server_samples_as_asked(served: OpenAIEngine) -> None:
+    """The converted model's generation config samples; without it the server decoded greedily, ignoring temperature."""
+    hot = replace(SHORT, temperature=1.2)
+    texts = await asyncio.gather(*(collect(served, "a tent", f"hot-{i}", hot) for i in range(4)))
+    assert len({updates[-1].text for updates in texts}) > 1, "four samples at temperature 1.2 all came out the same"
 
 
 async def test_cancel_stops_a_running_request_and_the_next_one_works(served: OpenAIEngine) -> None:

@@ -8,7 +8,7 @@ from contextlib import aclosing
 import pytest
 
 from generation import GenerationCancelled
-from generation.slots import SlotQueue
+from generation.slots import EngineLoad, SlotQueue
 
 
 async def waiter(slots: SlotQueue, request_id: str, owner: str, granted: list[str],
@@ -35,6 +35,7 @@ async def test_a_member_flooding_the_queue_does_not_delay_another_members_first_
     bob = asyncio.create_task(waiter(slots, "b1", "bob", granted, places=bobs_places))
     await settle()
     assert bobs_places == [0], "bob's first draft is next in line, ahead of alice's ten"
+    assert slots.load() == EngineLoad(running=2, waiting=11, slots=2)
     slots.release("alice")
     await settle()
     assert granted[-1] == "b1"
@@ -56,6 +57,8 @@ async def test_members_take_turns() -> None:
         await settle()
     await asyncio.gather(*tasks)
     assert granted == ["first", "b1", "c1", "a1", "b2", "a2"]
+    slots.release("alice")
+    assert slots.load() == EngineLoad(running=0, waiting=0, slots=1)
 
 
 async def test_a_cancelled_waiter_leaves_the_line_and_a_slot_granted_meanwhile_passes_on() -> None:
@@ -70,4 +73,5 @@ async def test_a_cancelled_waiter_leaves_the_line_and_a_slot_granted_meanwhile_p
         await leaving
     slots.release("alice")
     await staying
+    assert slots.load() == EngineLoad(running=1, waiting=0, slots=1), "the one who left is not counted"
     assert granted == ["holder", "staying"]

@@ -1,12 +1,17 @@
-"""storage/ against a real SQLite file: migrations, settings, the repository's use cases."""
+"""storage/ against a real SQLite file and a real PostgreSQL server: migrations, settings, the
+repository's use cases. Tests taking `database` or `repository` run on both backends."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +23,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, func, inspect, select, text, update
 
+from backends import BACKENDS, open_backend
 from storage import (
     Base,
     Database,
+    DatabaseInUse,
     Draft,
     DraftNotFound,
     DraftStatus,
@@ -32,12 +39,20 @@ from storage import (
     Rating,
     Repository,
     StorageError,
+    backup_database,
     export_rows,
     member_hash,
     open_database,
     pseudonym,
+    restore_database,
 )
 from storage.database import MIGRATIONS
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_backend(request.param, tmp_path) as opened:
+        yield opened
 
 
 def sqlite_url(path: Path) -> str:
@@ -83,6 +98,8 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
 
 
 async def test_every_pooled_connection_gets_the_sqlite_settings(database: Database) -> None:
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's settings")
     async def settings() -> tuple[Any, ...]:
         async with database.engine.connect() as connection:
             return tuple(
@@ -736,3 +753,123 @@ def test_storage_imports_neither_bot_generation_torch_nor_discord() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert result.stdout.strip() == "[]"
+
+
+# Crashes, restarts, one process per database, and text every backend can store.
+
+
+async def test_text_a_backend_would_refuse_is_cleaned_on_the_way_in(repository: Repository) -> None:
+    # PostgreSQL refuses NUL in text; lone surrogates (which Discord's JSON can carry) are not UTF-8.
+    hostile = "rain\x00 boots \ud800 and \udfff"
+    draft = await new_draft(repository, inputs={"product": hostile, "audience": "a\x00b"}, user_prompt=hostile,
+                            author_id="12\x0034")
+    await repository.finish_draft(draft.id, output=hostile, prompt_tokens=1, completion_tokens=1, latency_ms=1,
+                                  ttft_ms=1)
+    await repository.add_improvement(draft.id, "111", hostile)
+    await repository.add_flag(draft.id, hostile, member_id="222")
+    split_pair = await new_draft(repository, user_prompt="smile \ud83d\ude00")
+
+    stored = await repository.get_draft(draft.id)
+    cleaned = "rain boots \ufffd and \ufffd"
+    assert stored is not None
+    assert stored.inputs == {"product": cleaned, "audience": "ab"}
+    assert (stored.user_prompt, stored.output, stored.author_id) == (cleaned, cleaned, "1234")
+    assert [i.text for i in stored.improvements] == [cleaned] and [f.reason for f in stored.flags] == [cleaned]
+    assert (await repository.get_draft(split_pair.id)).user_prompt == "smile \U0001f600"
+
+
+async def test_one_process_at_a_time_claims_a_database(database: Database) -> None:
+    async with database.claim("copydesk process 1 (the first)"):
+        with pytest.raises(DatabaseInUse, match="in use by copydesk process 1 .the first.|already serving"):
+            async with database.claim("copydesk process 2"):
+                pass
+    async with database.claim("copydesk process 3"):  # released when the first let go
+        pass
+
+
+async def test_drafts_left_unfinished_are_interrupted_and_announced_once(repository: Repository) -> None:
+    queued, running, done = [await new_draft(repository) for _ in range(3)]
+    from_console = await new_draft(repository, guild_id=None, channel_id=None)
+    await repository.mark_running(running.id)
+    await repository.finish_draft(done.id, output="Dry feet.", prompt_tokens=1, completion_tokens=1, latency_ms=1,
+                                  ttft_ms=1)
+
+    assert await repository.interrupt_unfinished("stopped") == 3
+    states = {d.id: (d.status, d.error) for d in await repository.recent_drafts()}
+    assert states[queued.id] == states[running.id] == states[from_console.id] == (DraftStatus.INTERRUPTED, "stopped")
+    assert states[done.id] == (DraftStatus.DONE, None)
+    assert not await repository.mark_running(queued.id), "an interrupted draft stays as it ended"
+
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    assert [d.id for d in await repository.unannounced_interruptions(since)] == [queued.id, running.id]
+    await repository.set_message(queued.id, "43", "99")
+    assert [d.id for d in await repository.unannounced_interruptions(since)] == [running.id]
+    assert await repository.unannounced_interruptions(datetime.now(UTC)) == []
+    assert await repository.interrupt_unfinished("stopped") == 0
+
+
+def _write_actions(url: str, stop: threading.Event, committed: list[int]) -> None:
+    """A second writer on its own connection: one committed row at a time, counted after each commit."""
+    with closing(sqlite3.connect(url, timeout=30)) as connection:
+        while not stop.is_set():
+            connection.execute("INSERT INTO moderation_actions (moderator_id, action, created_at) "
+                               "VALUES ('m', 'dismiss', '2026-01-01 00:00:00')")
+            connection.commit()
+            committed.append(1)
+
+
+async def test_a_backup_taken_while_a_writer_writes_is_consistent_and_restores(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "copydesk.sqlite3"
+    database = await open_database(sqlite_url(path))
+    draft = await new_draft(Repository(database))
+    await database.close()
+    stop, committed = threading.Event(), []
+    writer = threading.Thread(target=_write_actions, args=(str(path), stop, committed))
+    writer.start()
+    try:
+        while len(committed) < 50:
+            await asyncio.sleep(0.01)
+        before = len(committed)
+        drafts = await asyncio.to_thread(backup_database, sqlite_url(path), tmp_path / "backup.sqlite3")
+        after = len(committed)
+    finally:
+        stop.set()
+        writer.join()
+    assert drafts == 1
+    with closing(sqlite3.connect(tmp_path / "backup.sqlite3")) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        actions = copy.execute("SELECT count(*) FROM moderation_actions").fetchone()[0]
+    assert before <= actions <= after, "every row committed before the backup began, none half-written"
+
+    with pytest.raises(StorageError, match="already exists; pass --force to replace it"):
+        backup_database(sqlite_url(path), tmp_path / "backup.sqlite3")
+    assert backup_database(sqlite_url(path), tmp_path / "backup.sqlite3", overwrite=True) == 1
+
+    restored = await open_database(sqlite_url(tmp_path / "elsewhere" / "copydesk.sqlite3"))
+    await restored.close()
+    assert restore_database(sqlite_url(tmp_path / "elsewhere" / "copydesk.sqlite3"), tmp_path / "backup.sqlite3",
+                            holder="test") == 1
+    reopened = await open_database(sqlite_url(tmp_path / "elsewhere" / "copydesk.sqlite3"))
+    try:
+        assert (await Repository(reopened).get_draft(draft.id)).inputs == draft.inputs
+        assert await count(reopened, "moderation_actions") >= actions
+        async with reopened.claim("the bot"):
+            with pytest.raises(DatabaseInUse, match="in use by the bot"):
+                restore_database(sqlite_url(tmp_path / "elsewhere" / "copydesk.sqlite3"),
+                                 tmp_path / "backup.sqlite3", holder="test")
+    finally:
+        await reopened.close()
+
+
+def test_backup_and_restore_refuse_what_they_cannot_do_safely(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="use pg_dump|pg_dump --format=custom"):
+        backup_database("postgresql+asyncpg://copydesk@127.0.0.1/copydesk", tmp_path / "b.sqlite3")
+    with pytest.raises(StorageError, match="there is no database at"):
+        backup_database(sqlite_url(tmp_path / "none.sqlite3"), tmp_path / "b.sqlite3")
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"not a database" * 100)
+    target = tmp_path / "copydesk.sqlite3"
+    with pytest.raises(StorageError, match="notes.txt is not a copydesk database"):
+        restore_database(sqlite_url(target), notes, holder="test")
+    assert not target.exists() or target.stat().st_size == 0
+    assert not (tmp_path / "b.sqlite3").exists() and not (tmp_path / "b.sqlite3.partial").exists()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import discord
@@ -10,12 +15,16 @@ from discord import app_commands
 from bot.app import open_service
 from bot.config import ExportSettings, ModerationSettings, Settings
 from bot.discord.commands import draft_group, summarize, summarize_message, write_group
+from bot.discord.drafting import NO_MENTIONS, interrupted_notice
 from bot.discord.errors import report_command_error
 from bot.discord.export import export
 from bot.discord.feedback import FEEDBACK_BUTTONS
 from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
 from bot.discord.review import DecideButton, review, status
 from bot.service import DraftService
+
+log = logging.getLogger("copydesk.discord")
+FINAL_EDIT_WAIT_S = 15.0  # after interrupting the drafts at shutdown: for their last message edits
 
 
 class CopydeskBot(discord.Client):
@@ -35,9 +44,51 @@ class CopydeskBot(discord.Client):
         for command in (draft_group, write_group, summarize, summarize_message, review, status, privacy_group,
                         export):
             self.tree.add_command(command)
+        self._drafting: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*FEEDBACK_BUTTONS, DecideButton, *PRIVACY_BUTTONS)
+        if self.service is not None:
+            await self.announce_interruptions()
+
+    async def announce_interruptions(self) -> None:
+        """Tell the members whose drafts a previous run left unfinished, in the channel they asked in.
+
+        The notice becomes the draft's message, so each is told once, even if this run dies too.
+        """
+        service = self.require_service()
+        for draft in await service.unannounced_interruptions():
+            channel = self.get_partial_messageable(int(draft.channel_id or 0))
+            try:
+                message = await channel.send(interrupted_notice(draft), allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as error:  # e.g. the channel is gone, or the bot may not post there
+                log.warning("could not tell the member of interrupted draft %s: %s", draft.id, error)
+                continue
+            await service.record_message(draft.id, str(message.channel.id), str(message.id))
+
+    @contextmanager
+    def drafting(self) -> Iterator[None]:
+        """The current task serves a draft: a shutdown waits for it (or interrupts it) before closing."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._drafting.add(task)
+        try:
+            yield
+        finally:
+            self._drafting.discard(task)  # type: ignore[arg-type]
+
+    async def shut_down(self, grace_s: float) -> None:
+        """Take no new drafts, give those running `grace_s` seconds to finish, interrupt the rest (their
+        members see it in their message), then close; the database is closed after the bot."""
+        service = self.require_service()
+        service.stop_taking_drafts()
+        log.info("shutting down: %d draft(s) in progress, %g s to finish", len(self._drafting), grace_s)
+        if self._drafting:
+            _, late = await asyncio.wait(set(self._drafting), timeout=grace_s)
+            if late:
+                service.interrupt_all()
+                await asyncio.wait(late, timeout=FINAL_EDIT_WAIT_S)
+        await self.close()
 
     def require_service(self) -> DraftService:
         if self.service is None:
@@ -55,8 +106,27 @@ async def publish_commands(token: str, guild_id: int | None = None) -> list[app_
         return await bot.tree.sync(guild=target)
 
 
+class ShardedCopydeskBot(CopydeskBot, discord.AutoShardedClient):
+    """The same bot over several gateway connections (`discord.shards`), as Discord requires past 2,500 servers."""
+
+
 async def run_bot(settings: Settings, token: str, **options: Any) -> None:
-    """Load the model, open the database, and serve Discord until the bot is closed or cancelled."""
-    async with open_service(settings) as service, CopydeskBot(service, settings.moderation, settings.export,
-                                                                  **options) as bot:
-        await bot.start(token)
+    """Load the model, open the database, and serve Discord until the bot is closed, cancelled or sent SIGTERM."""
+    sharding = settings.discord.client_options()
+    bot_class = ShardedCopydeskBot if sharding else CopydeskBot
+    async with (open_service(settings, serve_metrics=True) as service,
+                bot_class(service, settings.moderation, settings.export, **sharding, **options) as bot):
+        loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []
+
+        def on_sigterm() -> None:
+            if not stopping:
+                stopping.append(loop.create_task(bot.shut_down(settings.engine.shutdown_grace_s)))
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        try:
+            await bot.start(token)
+            for task in stopping:
+                await task
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)

@@ -19,7 +19,7 @@ from bot.discord.errors import MEMBER_ERRORS, report
 from bot.discord.feedback import cancel_view, feedback_view
 from bot.discord.rendering import split_message, streaming_preview
 from bot.discord.review import post_for_review
-from bot.service import DraftProgress
+from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
 from storage import Draft, DraftStatus
 
@@ -46,13 +46,14 @@ async def start_draft(interaction: discord.Interaction, task_name: str, inputs: 
 async def stream_new_draft(interaction: discord.Interaction, creating: Awaitable[Draft]) -> None:
     """After a "thinking…" defer: store the draft and stream it, or, if the member is over a limit
     (or the like), take the "thinking…" message back and tell them privately why."""
-    try:
-        draft = await creating
-    except MEMBER_ERRORS as error:
-        await interaction.delete_original_response()
-        await report(interaction, error)
-        return
-    await stream_draft(interaction, draft)
+    with interaction.client.drafting():  # type: ignore[attr-defined]
+        try:
+            draft = await creating
+        except MEMBER_ERRORS as error:
+            await interaction.delete_original_response()
+            await report(interaction, error)
+            return
+        await stream_draft(interaction, draft)
 
 
 async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
@@ -72,6 +73,11 @@ async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
 
 def draft_header(draft: Draft) -> str:
     return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+
+
+def interrupted_notice(draft: Draft) -> str:
+    """For a draft the process stopped: names its member (mentions are never allowed to ping)."""
+    return f"{draft_header(draft)}\n⚠️ Interrupted — <@{draft.author_id}>, {INTERRUPTED_BY_RESTART}."
 
 
 def final_message(draft: Draft, text: str) -> tuple[str, discord.File | None]:
@@ -123,6 +129,8 @@ class DraftMessage:
             await self._deliver(progress.text)
         elif progress.status == DraftStatus.CANCELLED:
             await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
+        elif progress.status == DraftStatus.INTERRUPTED:
+            await self._send_final(interrupted_notice(self._draft), view=None)
         else:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 

@@ -31,7 +31,8 @@ here works there:
   GUILD_MESSAGES intent; other members' content is blanked without MESSAGE_CONTENT.
 
 Not modelled: channel permission overwrites, DMs, threads, select menus outside modals,
-autocomplete interactions, member requests over the gateway (op 8), voice, sharding.
+autocomplete interactions, member requests over the gateway (op 8), voice, more than one shard
+(a sharded client gets its IDENTIFY shard echoed in READY and is served as shard 0 of 1).
 
 The default world: application/bot user "copydesk"; `fake.guild` "Copydesk Test" owned by
 "owner", with channels "general" and "moderation", a role "Moderator" (MANAGE_MESSAGES), and

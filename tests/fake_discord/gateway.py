@@ -33,6 +33,7 @@ class Gateway:
         self.fake = fake
         self.session_id: str | None = None
         self.intents = 0
+        self.shard: list[int] | None = None
         self.received: list[dict[str, Any]] = []  # every payload the bot sent, heartbeats included
         self.connections: list[str] = []  # the path and query of every websocket the bot opened
         self.connected = asyncio.Event()  # set once READY or RESUMED went out, cleared on disconnect
@@ -95,13 +96,15 @@ class Gateway:
             await self._close(AUTHENTICATION_FAILED)
             return
         self.session_id, self.intents, self._sent = secrets.token_hex(16), data.get("intents", 0), []
+        self.shard = data.get("shard")  # [id, count] from a sharded client; this fake serves one shard of one
         fake = self.fake
         ready = {"v": 10, "user": {**fake.bot_user.payload(), "verified": True, "mfa_enabled": False},
                  "guilds": [{"id": str(guild.id), "unavailable": True} for guild in fake.guilds],
                  "session_id": self.session_id, "session_type": "normal",
                  "resume_gateway_url": fake.resume_gateway_url,
                  "application": {"id": str(fake.application_id), "flags": 0},
-                 "private_channels": [], "relationships": [], "presences": [], "geo_ordered_rtc_regions": []}
+                 "private_channels": [], "relationships": [], "presences": [], "geo_ordered_rtc_regions": [],
+                 **({"shard": self.shard} if self.shard else {})}
         self.connected.set()
         await self.dispatch("READY", ready)
         for guild in fake.guilds:
