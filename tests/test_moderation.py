@@ -232,8 +232,9 @@ async def test_privacy_show_consent_and_delete(
     assert await repository.rating_summary(alices_draft.id) == (0, 0)
     await service.privacy.set_training_use(type("M", (), {"id": str(alice.user.id)})(), True)
     await service.export(tmp_path / "final", formats=("raw",))
-    text = "".join(path.read_text() for path in (tmp_path / "final").glob("*.jsonl")) + (tmp_path / "final" / "README.md").read_text()
-    exported_rows = [json.loads(line) for line in text.splitlines()]
+    rows_text = "".join(path.read_text() for path in (tmp_path / "final").glob("*.jsonl"))
+    exported_rows = [json.loads(line) for line in rows_text.splitlines()]
+    text = rows_text + (tmp_path / "final" / "README.md").read_text()
     assert [row["output"] for row in exported_rows] == [alices_draft.output]
     assert "Mia's notes" not in text
     assert not re.search(r"\b\d{17,20}\b", text), "no Discord ids in exports"
