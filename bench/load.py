@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import random
+import re
 import sqlite3
 import statistics
 import sys
@@ -37,6 +38,7 @@ for path in (ROOT, ROOT / "tests"):  # run as `python bench/load.py`; the fake D
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from bench.engine import LoopLag  # noqa: E402
 from bot.discord.drafting import HELD  # noqa: E402
 from bot.service import DraftService, Policy  # noqa: E402
 from discord_harness import finished, start_bot, stop_bot  # noqa: E402
@@ -46,6 +48,7 @@ from generation.safety import SafetyPolicy  # noqa: E402
 from storage import Repository, open_database  # noqa: E402
 
 DISCORD_WINDOW_S = 3.0
+DRAFT_HEADER = re.compile(r"-# draft #(\d+) ")
 COMMANDS: tuple[tuple[str, str | None, dict[str, str]], ...] = (
     ("draft", "ad", {"product": "a reusable steel water bottle", "audience": "hikers", "tone": "bold"}),
     ("write", "blog", {"topic": "starting a vegetable garden on a balcony", "length": "short"}),
@@ -104,8 +107,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def draft_id_of(message: dict[str, Any]) -> int:
-    return int(message["content"].split("#", 1)[1].split(" ", 1)[0])
+def draft_id_of(message: dict[str, Any]) -> int | None:
+    """From the reply's header, "-# draft #12 · ad · …"."""
+    found = DRAFT_HEADER.match(message["content"])
+    return int(found[1]) if found else None
 
 
 async def issue_commands(fake: FakeDiscord, members: list[Any], args: argparse.Namespace, rng: random.Random,
@@ -133,12 +138,11 @@ async def click_buttons(fake: FakeDiscord, members: list[Any], args: argparse.Na
                                                   user=rng.choice(members)))
 
 
-async def run_load(args: argparse.Namespace) -> dict[str, Any]:
+async def run_load(args: argparse.Namespace, engine: LocalEngine) -> dict[str, Any]:
+    """The scenario; `engine` is shared so the test suite can run a small one on its own engine."""
     rng = random.Random(args.seed)
     warnings = GatewayWarnings()
     logging.getLogger("discord.gateway").addHandler(warnings)
-    engine = await LocalEngine.start(resolve_model("", args.cache_dir), quantization="nf4", device=args.device,
-                                     config=EngineConfig(max_concurrent=args.max_concurrent, max_context_tokens=1024))
     with tempfile.TemporaryDirectory() as folder:
         database_path = Path(folder) / "copydesk.sqlite3"
         database = await open_database(f"sqlite+aiosqlite:///{database_path}")
@@ -148,12 +152,13 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         service = DraftService(repository, engine, policy)
         out = Outcomes()
         try:
-            async with FakeDiscord(heartbeat_interval=args.heartbeat) as fake:
+            async with FakeDiscord(heartbeat_interval=args.heartbeat, interaction_response_window=args.response_window) as fake:
                 members = [fake.guild.add_member(f"member{i}") for i in range(args.members)]
                 bot, task = await start_bot(fake, service)
                 began = time.monotonic()
-                await asyncio.gather(issue_commands(fake, members, args, rng, out),
-                                     click_buttons(fake, members, args, rng, out))
+                async with LoopLag() as lag:
+                    await asyncio.gather(issue_commands(fake, members, args, rng, out),
+                                         click_buttons(fake, members, args, rng, out))
                 sent_s = time.monotonic() - began
                 try:
                     await fake.wait_for(lambda: all(outcome(i) for i in out.commands)
@@ -163,14 +168,14 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                 drained_s = time.monotonic() - began
                 unfinished = [i for i in out.commands if outcome(i) is None]
                 for interaction in unfinished:  # the clean ending: what is still waiting is stopped and marked
-                    if interaction.original and "#" in interaction.original["content"]:
-                        service.cancel(draft_id_of(interaction.original))
+                    draft_id = draft_id_of(interaction.original or {"content": ""})
+                    if draft_id is not None:
+                        service.cancel(draft_id)
                 await fake.wait_for(lambda: all(outcome(i) for i in unfinished), timeout=60)
                 await stop_bot(bot, task)
                 fake.assert_all_requests_valid()
         finally:
             await database.close()
-            await engine.close()
             logging.getLogger("discord.gateway").removeHandler(warnings)
         with sqlite3.connect(database_path) as connection:
             statuses = dict(connection.execute("SELECT status, count(*) FROM drafts GROUP BY status").fetchall())
@@ -186,7 +191,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "defer_s": defer_s, "click_s": click_s, "late": sum(d > DISCORD_WINDOW_S for d in defer_s + click_s),
         "unanswered": sum(i.response is None for i in out.commands + out.clicks), "cancelled_at_end": len(unfinished),
         "commands": len(out.commands), "clicks": len(out.clicks), "thanked": len(thanked), "pairs": len(pairs), "ratings": ratings,
-        "duplicate_ratings": duplicate_ratings, "warnings": warnings.seen, "sent_s": sent_s, "drained_s": drained_s,
+        "duplicate_ratings": duplicate_ratings, "lag_ms": lag.samples_ms, "warnings": warnings.seen,
+        "sent_s": sent_s, "drained_s": drained_s,
     }
 
 
@@ -211,6 +217,8 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
          f"{result['ratings']} / {result['pairs']} / {result['thanked']}"),
         ("duplicate ratings", str(result["duplicate_ratings"])),
         ("gateway warnings (heartbeat blocked, can't keep up)", str(len(result["warnings"]))),
+        ("event-loop lag while sending, p50 / p99 / max",
+         f"{statistics.median(result['lag_ms']):.1f} / {percentile(result['lag_ms'], 0.99):.1f} / {max(result['lag_ms']):.0f} ms"),
         ("all answered after", f"{result['drained_s']:.0f} s"),
     ]
     head = (f"{args.members} members, {args.commands} commands and {args.clicks} clicks over {args.window:g} s; "
@@ -228,15 +236,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--max-concurrent", type=int, default=16)
     parser.add_argument("--heartbeat", type=float, default=5.0, help="the fake gateway's heartbeat interval, s")
+    parser.add_argument("--response-window", type=float, default=DISCORD_WINDOW_S,
+                        help="seconds the fake accepts an interaction's first answer in (Discord: 3)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache-dir", type=Path, default=Path("~/.cache/copydesk").expanduser())
     return parser.parse_args(argv)
 
 
+async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    engine = await LocalEngine.start(resolve_model("", args.cache_dir), quantization="nf4", device=args.device,
+                                     config=EngineConfig(max_concurrent=args.max_concurrent, max_context_tokens=1024))
+    try:
+        return await run_load(args, engine)
+    finally:
+        await engine.close()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    print(render(args, asyncio.run(run_load(args))))
+    print(render(args, asyncio.run(run_bench(args))))
 
 
 if __name__ == "__main__":

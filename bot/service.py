@@ -10,6 +10,7 @@ comes back; no business rule lives in a front-end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import resource
@@ -216,6 +217,11 @@ class DraftService:
             return
         except (asyncio.CancelledError, GeneratorExit):
             await self._repository.cancel_draft(draft_id, text)
+            raise
+        except Exception:
+            # Our own failure (say, the database gave out under load): the row must not stay "running".
+            with contextlib.suppress(Exception):
+                await self._repository.fail_draft(draft_id, "stopped by an internal error", text)
             raise
         finally:
             deadline.cancel()

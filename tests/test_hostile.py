@@ -239,7 +239,7 @@ async def test_mentions_in_inputs_and_in_what_the_model_writes_ping_nobody(
     newest = (await kept.repository.recent_drafts(1))[0]
     assert "@everyone" in newest.output, "the model repeated the mentions, so the output path was exercised"
     assert newest.output.strip() in message["content"]
-    for tone in ("@everyone", "@here", f"<@{member}>"[:20]):
+    for tone in ("@everyone", "@here"):
         wrong_tone = await fake.invoke_command("draft", {**AD, "tone": tone}, subcommand="ad")
         assert f"(got '{tone}')" in await private_answer(wrong_tone)
     await kept.assert_unharmed()
