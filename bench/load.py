@@ -102,6 +102,13 @@ def outcome(interaction: Interaction) -> str | None:
     return None
 
 
+def answer(click: Interaction) -> str:
+    """What the member read: the reply itself, or the private message that filled in a deferred one."""
+    if click.response_type == 4:
+        return str(click.response["data"].get("content") or "")  # type: ignore[index]
+    return str((click.original or {}).get("content") or "")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
@@ -125,13 +132,20 @@ async def issue_commands(fake: FakeDiscord, members: list[Any], args: argparse.N
 
 async def click_buttons(fake: FakeDiscord, members: list[Any], args: argparse.Namespace, rng: random.Random,
                         out: Outcomes) -> None:
-    """Rate finished drafts at random: members click 👍 or 👎, often more than once on the same draft."""
+    """Rate finished drafts at random: members click 👍 or 👎, often more than once on the same draft.
+
+    The clicks' minute starts with the first finished draft (there is nothing to click before), so
+    they do not pile up into one artificial burst.
+    """
+    def shown() -> list[dict[str, Any]]:
+        return [i.original for i in out.commands if i.original and finished(i.original)]
+
+    await fake.wait_for(shown, timeout=args.drain)
     start = time.monotonic()
     times = sorted(rng.uniform(0, args.window) for _ in range(args.clicks))
     for at in times:
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-        done = await fake.wait_for(lambda: [i.original for i in out.commands if i.original and finished(i.original)],
-                                   timeout=args.window * 10)
+        done = shown()
         message = rng.choice(done[-20:])  # recent drafts, where a team's attention is
         vote = rng.choice(("up", "down"))
         out.clicks.append(await fake.click_button(message, f"copydesk:rate:{draft_id_of(message)}:{vote}",
@@ -182,7 +196,7 @@ async def run_load(args: argparse.Namespace, engine: LocalEngine) -> dict[str, A
             ratings = connection.execute("SELECT count(*) FROM ratings").fetchone()[0]
             duplicate_ratings = connection.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM ratings GROUP BY draft_id, member_id HAVING count(*) > 1)").fetchone()[0]
-    thanked = [c for c in out.clicks if c.response and "Thanks!" in c.response["data"].get("content", "")]
+    thanked = [c for c in out.clicks if "Thanks!" in answer(c)]
     pairs = {(c.user.user.id, int(c.payload["data"]["custom_id"].split(":")[2])) for c in thanked}
     defer_s = [i.response_delay for i in out.commands if i.response_delay is not None]
     click_s = [c.response_delay for c in out.clicks if c.response_delay is not None]
