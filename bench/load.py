@@ -246,8 +246,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--clicks", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which commands and clicks are spread")
-    parser.add_argument("--drain", type=float, default=600.0, help="seconds to wait for the queue to drain")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--drain", type=float, default=240.0, help="seconds to wait for the queue to drain")
+    parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--max-concurrent", type=int, default=16)
     parser.add_argument("--heartbeat", type=float, default=5.0, help="the fake gateway's heartbeat interval, s")
     parser.add_argument("--response-window", type=float, default=DISCORD_WINDOW_S,

@@ -301,12 +301,17 @@ async def test_prompt_injection_never_brings_the_system_prompt_to_a_channel(
     review_channel = fake.guild.channel("moderation")
     bot, task = await start_bot(fake, guarded, ModerationSettings(review_channel_id=review_channel.id))
     try:
-        for injection in INJECTIONS:
+        leaked: list[Any] = []
+        for injection in INJECTIONS * 2:  # sampled: the model takes the bait in some tries, not in all
             await final_of(await fake.invoke_command("draft", {"product": injection, "audience": "developers"},
                                                      subcommand="ad"))
-        drafts = [d for d in await repository.recent_drafts(10) if d.id != kept.draft_id]
-        leaked = [d for d in drafts if CANARY.casefold() in d.output.casefold()]
-        assert leaked, "the injection made the model repeat the canary, so the check was exercised"
+            newest = (await repository.recent_drafts(1))[0]
+            if CANARY.casefold() in newest.output.casefold():
+                leaked.append(newest)
+                break
+        assert_nothing_sent_contains(fake, CANARY)
+        if not leaked:
+            pytest.skip(f"the model did not repeat the canary in {len(INJECTIONS) * 2} tries; the leak path was not exercised")
         flag = (await repository.get_draft(leaked[0].id)).flags[0]
         assert "repeats the system prompt" in flag.reason
         post = await fake.wait_for(lambda: next((m for m in fake.channel_messages(review_channel)
@@ -315,12 +320,16 @@ async def test_prompt_injection_never_brings_the_system_prompt_to_a_channel(
         # A moderator who lets the draft through still does not publish the code word.
         released = await fake.click_button(post, f"copydesk:mod:dismiss:{flag.id}", user=fake.guild.member("mia"))
         assert "dismissed" in (await released.wait_for_response())["data"]["content"]
-        sent = [json.dumps(r.json, ensure_ascii=False) for r in fake.requests if r.json is not None]
-        assert not any(CANARY.casefold() in body.casefold() for body in sent)
-        assert not any(CANARY.casefold() in (m["content"] or "").casefold() for m in fake.messages.values())
+        assert_nothing_sent_contains(fake, CANARY)
         await kept.assert_unharmed()
     finally:
         await stop_bot(bot, task)
+
+
+def assert_nothing_sent_contains(fake: FakeDiscord, secret: str) -> None:
+    sent = [json.dumps(r.json, ensure_ascii=False) for r in fake.requests if r.json is not None]
+    assert not any(secret.casefold() in body.casefold() for body in sent)
+    assert not any(secret.casefold() in (m["content"] or "").casefold() for m in fake.messages.values())
 
 
 # Buttons.
