@@ -10,6 +10,7 @@ comes back; no business rule lives in a front-end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import resource
 import time
@@ -34,6 +35,7 @@ from generation import (
     Sampling,
     get_task,
 )
+from generation.input_text import clean, is_blank
 from generation.safety import SafetyPolicy, review_reasons
 from storage import (
     EXPORT_FORMATS,
@@ -197,7 +199,7 @@ class DraftService:
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
-        original = await self._existing(draft_id)
+        original = await self._for_member(member, draft_id)
         return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id)
 
     async def generate(self, draft_id: int) -> AsyncIterator[DraftProgress]:
@@ -264,6 +266,12 @@ class DraftService:
             await self._repository.cancel_draft(draft_id, text)
             ended(DraftStatus.CANCELLED)
             raise
+        except Exception:
+            # Our own failure (say, the database gave out under load): the row must not stay "running".
+            with contextlib.suppress(Exception):
+                await self._repository.fail_draft(draft_id, "stopped by an internal error", text)
+            ended(DraftStatus.FAILED)
+            raise
         finally:
             deadline.cancel()
             self._expired.discard(draft_id)
@@ -311,7 +319,7 @@ class DraftService:
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
         """A member stops their own draft while it waits or streams; a moderator may stop any."""
-        draft = await self._existing(draft_id)
+        draft = await self._for_member(member, draft_id)
         if draft.author_id != member.id and not as_moderator:
             raise ServiceError("only the member who asked for this draft can cancel it")
         if not self.cancel(draft_id):
@@ -324,18 +332,18 @@ class DraftService:
 
     async def rate(self, member: Member, draft_id: int, up: bool) -> tuple[int, int]:
         """One rating per member per draft; rating again changes it. Returns (ups, downs)."""
-        await self._finished(draft_id)
+        await self._finished(member, draft_id)
         await self._repository.rate(draft_id, member.id, 1 if up else -1)
         return await self._repository.rating_summary(draft_id)
 
     async def improve(self, member: Member, draft_id: int, text: str) -> None:
         """Store a member's better version of a draft: the best training example there is."""
-        await self._finished(draft_id)
+        await self._finished(member, draft_id)
         await self._repository.add_improvement(draft_id, member.id, _feedback_text(text, "improved version"))
 
     async def flag(self, member: Member, draft_id: int, reason: str) -> int:
         """Report a draft to the moderators; returns the flag's id."""
-        await self._existing(draft_id)
+        await self._for_member(member, draft_id)
         flag = await self._repository.add_flag(draft_id, _feedback_text(reason, "reason"), member_id=member.id)
         return flag.id
 
@@ -428,8 +436,17 @@ class DraftService:
             raise DraftNotFound(draft_id)
         return draft
 
-    async def _finished(self, draft_id: int) -> Draft:
+    async def _for_member(self, member: Member, draft_id: int) -> Draft:
+        """A draft the member may act on: another server's drafts do not exist for them, removed ones are closed."""
         draft = await self._existing(draft_id)
+        if member.guild_id and draft.guild_id and draft.guild_id != member.guild_id:
+            raise DraftNotFound(draft_id)
+        if draft.removed_at is not None:
+            raise ServiceError(f"draft #{draft_id} was removed by a moderator")
+        return draft
+
+    async def _finished(self, member: Member, draft_id: int) -> Draft:
+        draft = await self._for_member(member, draft_id)
         if draft.status != DraftStatus.DONE:
             raise ServiceError(f"draft #{draft_id} is {draft.status}; only finished drafts can be rated or improved")
         return draft
@@ -440,8 +457,8 @@ def _shown(text: str, reasons: list[str]) -> str:
 
 
 def _feedback_text(text: str, what: str) -> str:
-    text = text.strip()
-    if not text:
+    text = clean(text).strip()
+    if is_blank(text):
         raise InputError(f"the {what} is empty")
     if len(text) > FEEDBACK_MAX_CHARS:
         raise InputError(f"the {what} is {len(text)} characters long; at most {FEEDBACK_MAX_CHARS} are kept")

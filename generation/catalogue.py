@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from generation.errors import InputError
+from generation.input_text import clean, is_blank
 from generation.sampling import Sampling
 
 
@@ -44,7 +45,10 @@ class Task:
     sampling: Sampling
 
     def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
-        """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored."""
+        """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored.
+
+        Control characters and hidden text are removed first (see `generation.input_text`).
+        """
         unknown = sorted(set(inputs) - {f.name for f in self.fields})
         if unknown:
             raise InputError(
@@ -53,8 +57,8 @@ class Task:
             )
         values: dict[str, str] = {}
         for spec in self.fields:
-            value = (inputs.get(spec.name) or "").strip()
-            if not value:
+            value = clean(inputs.get(spec.name) or "").strip()
+            if is_blank(value):
                 if spec.required:
                     raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
                 value = spec.default or ""

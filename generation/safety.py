@@ -12,6 +12,9 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}", re.IGNORECASE)
 # Nine or more digits, optionally grouped by spaces, dots, dashes or brackets, optionally with a leading +.
 PHONE = re.compile(r"(?<![\w.])\+?\(?\d(?:[\s().-]{0,2}\d){8,14}(?![\w])")
 LEAK_WINDOW_WORDS = 8
+# A word of the system prompt that looks like a code (letters and digits, maybe dashes, e.g. a canary
+# "PELICAN-7731"): one such word in the output is a leak, however few words come with it.
+CODE_WORD = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]{4,}(?![\w-])")
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,19 @@ def review_reasons(text: str, system_prompt: str, policy: SafetyPolicy) -> list[
     return reasons
 
 
+def redact_code_words(text: str, system_prompt: str) -> str:
+    """The text with the system prompt's code words replaced, for showing a held draft to anyone at all."""
+    for code in set(CODE_WORD.findall(system_prompt)):
+        text = re.sub(re.escape(code), "[redacted]", text, flags=re.IGNORECASE)
+    return text
+
+
 def _leaks(text: str, system_prompt: str) -> bool:
-    """True when any run of LEAK_WINDOW_WORDS consecutive words of the system prompt appears in the output."""
+    """True when the output repeats a code word of the system prompt, or any run of
+    LEAK_WINDOW_WORDS consecutive words of it."""
+    lowered = text.casefold()
+    if any(code.casefold() in lowered for code in CODE_WORD.findall(system_prompt)):
+        return True
     prompt_words = _words(system_prompt)
     if len(prompt_words) < LEAK_WINDOW_WORDS:
         return bool(prompt_words) and " ".join(prompt_words) in " ".join(_words(text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from bot.app import open_service
 from bot.config import ExportSettings, ModerationSettings, Settings
 from bot.discord.commands import draft_group, summarize, summarize_message, write_group
 from bot.discord.drafting import NO_MENTIONS, interrupted_notice
-from bot.discord.errors import report_command_error
+from bot.discord.errors import report_command_error, tell
 from bot.discord.export import export
 from bot.discord.feedback import FEEDBACK_BUTTONS
 from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
@@ -25,6 +25,8 @@ from bot.service import DraftService
 
 log = logging.getLogger("copydesk.discord")
 FINAL_EDIT_WAIT_S = 15.0  # after interrupting the drafts at shutdown: for their last message edits
+BUTTONS = (*FEEDBACK_BUTTONS, DecideButton, *PRIVACY_BUTTONS)
+NOT_OURS = "⚠️ That button does not work (any more). Nothing was changed."
 
 
 class CopydeskBot(discord.Client):
@@ -47,7 +49,7 @@ class CopydeskBot(discord.Client):
         self._drafting: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*FEEDBACK_BUTTONS, DecideButton, *PRIVACY_BUTTONS)
+        self.add_dynamic_items(*BUTTONS)
         if self.service is not None:
             await self.announce_interruptions()
 
@@ -90,10 +92,31 @@ class CopydeskBot(discord.Client):
                 await asyncio.wait(late, timeout=FINAL_EDIT_WAIT_S)
         await self.close()
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A click none of our buttons will take gets an answer rather than Discord's "This interaction failed".
+
+        discord.py hands a click to a button only when its custom_id fits one of our templates and the
+        message still shows it; otherwise (a forged id, a button since removed from its message, one
+        from a long-gone version) it drops the click without a word.
+        """
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        ours = any(button.__discord_ui_compiled_template__.fullmatch(custom_id) for button in BUTTONS)
+        shown = interaction.message is not None and custom_id in _custom_ids(interaction.message.components)
+        if not (ours and shown):
+            await tell(interaction, NOT_OURS)
+
     def require_service(self) -> DraftService:
         if self.service is None:
             raise RuntimeError("the bot was started without a service")
         return self.service
+
+
+def _custom_ids(components: Sequence[Any]) -> Iterator[str | None]:
+    for component in components:
+        yield getattr(component, "custom_id", None)
+        yield from _custom_ids(getattr(component, "children", ()))
 
 
 async def publish_commands(token: str, guild_id: int | None = None) -> list[app_commands.AppCommand]:

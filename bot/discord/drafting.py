@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Awaitable, Coroutine, Mapping
+from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
 
@@ -61,8 +62,10 @@ async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
     message = DraftMessage(interaction, draft)
     progress: DraftProgress | None = None
     try:
-        async for progress in service_of(interaction).generate(draft.id):
-            await message.show(progress)
+        # Closed at once if showing a step fails, so the draft is marked rather than left running.
+        async with aclosing(service_of(interaction).generate(draft.id)) as steps:
+            async for progress in steps:
+                await message.show(progress)
         if progress is not None:
             await message.finish(progress)
         if progress is not None and progress.flag_id is not None:

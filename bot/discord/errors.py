@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import discord
 from discord import app_commands
@@ -14,6 +17,8 @@ from storage import DraftNotFound, FlagNotFound
 log = logging.getLogger("copydesk.discord")
 
 MEMBER_ERRORS = (InputError, ServiceError, DraftNotFound, FlagNotFound)
+ACK_WITHIN_S = 1.5  # Discord allows 3 s; the rest is margin for the request itself
+T = TypeVar("T")
 OUR_FAULT = "Sorry — something went wrong on our side{where}. It has been logged; please try again in a moment."
 
 
@@ -23,6 +28,17 @@ async def tell(interaction: discord.Interaction, message: str) -> None:
         await interaction.followup.send(message, ephemeral=True)
     else:
         await interaction.response.send_message(message, ephemeral=True)
+
+
+async def in_time(interaction: discord.Interaction, work: Awaitable[T]) -> T:
+    """Await `work`; should it take longer than ACK_WITHIN_S (a burst of clicks on a busy database),
+    acknowledge the interaction first, privately, so Discord does not drop it after its 3 s."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), ACK_WITHIN_S)
+    except TimeoutError:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        return await task
 
 
 async def report(interaction: discord.Interaction, error: Exception, draft_id: int | None = None) -> None:

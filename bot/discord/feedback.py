@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import discord
 
 from bot.discord.context import member_of, service_of
-from bot.discord.errors import report, tell
+from bot.discord.errors import in_time, report, tell
 from bot.discord.review import is_moderator, post_for_review
 
 FEEDBACK_MAX_CHARS = 4000
@@ -36,7 +36,7 @@ class RateButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            ups, downs = await service_of(interaction).rate(member_of(interaction), self.draft_id, self.up)
+            ups, downs = await in_time(interaction, service_of(interaction).rate(member_of(interaction), self.draft_id, self.up))
         except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
             await report(interaction, error, self.draft_id)
             return
@@ -97,8 +97,8 @@ class CancelButton(_DraftButton, action="cancel"):
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            await service_of(interaction).withdraw(member_of(interaction), self.draft_id,
-                                                   as_moderator=is_moderator(interaction))
+            await in_time(interaction, service_of(interaction).withdraw(member_of(interaction), self.draft_id,
+                                                                       as_moderator=is_moderator(interaction)))
         except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
             await report(interaction, error, self.draft_id)
             return
@@ -122,7 +122,7 @@ class ImproveModal(discord.ui.Modal, title="Write a better version"):
         self.draft_id = draft_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await service_of(interaction).improve(member_of(interaction), self.draft_id, self.text.value)
+        await in_time(interaction, service_of(interaction).improve(member_of(interaction), self.draft_id, self.text.value))
         await tell(interaction, f"Saved your version of draft #{self.draft_id} — thank you, it is the best "
                                 "training data there is.")
 
@@ -140,7 +140,8 @@ class FlagModal(discord.ui.Modal, title="Flag this draft"):
         self.draft_id = draft_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        flag_id = await service_of(interaction).flag(member_of(interaction), self.draft_id, self.reason.value)
+        flag_id = await in_time(interaction, service_of(interaction).flag(member_of(interaction), self.draft_id,
+                                                                          self.reason.value))
         await tell(interaction, f"Draft #{self.draft_id} is flagged for review. Thank you.")
         await post_for_review(interaction.client, flag_id)
 

@@ -16,6 +16,7 @@ from discord import app_commands
 from bot.discord.context import member_of, service_of
 from bot.discord.errors import report, tell
 from bot.discord.safe_text import reveal
+from generation.safety import redact_code_words
 from storage import Flag
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -48,7 +49,7 @@ def describe_flag(flag: Flag, limit: int = 1500) -> str:
     return (
         f"**Flag #{flag.id}** on draft #{draft.id} ({draft.task}) by <@{draft.author_id}> — raised by {who}\n"
         f"**Reason:** {reveal(flag.reason, 300)}\n**Inputs:** {inputs}\n"
-        f">>> {reveal(draft.output, limit) or '(empty)'}"
+        f">>> {reveal(redact_code_words(draft.output, draft.system_prompt), limit) or '(empty)'}"
     )
 
 
@@ -112,7 +113,7 @@ async def apply_decision(client: discord.Client, flag: Flag) -> None:
     if flag.status == "upheld":
         await message.edit(content=REMOVED, view=None, attachments=[], allowed_mentions=NO_MENTIONS)
     elif flag.source == "auto":
-        content, attachment = final_message(draft, draft.output)
+        content, attachment = final_message(draft, redact_code_words(draft.output, draft.system_prompt))
         await message.edit(content=content, view=feedback_view(draft.id), allowed_mentions=NO_MENTIONS,
                            attachments=[attachment] if attachment else [])
 

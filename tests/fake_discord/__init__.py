@@ -82,10 +82,12 @@ The test-side API, all on `FakeDiscord` unless said otherwise:
   user defaults to alice, the channel to the guild's first; the guild is the channel's):
   `invoke_command(name, options, subcommand=…, user=…, channel=…)`,
   `invoke_message_command(name, target_message, user=…)`,
-  `click_button(message, custom_id, user=…)`, `submit_modal(custom_id, values, user=…)`;
+  `click_button(message, custom_id, user=…, forged=False)` (forged: a custom_id the message need not
+  show, as a modified client may send), `submit_modal(custom_id, values, user=…)`;
   and `post_user_message(content, user=…, channel=…)` (MESSAGE_CREATE). Commands need not be
   published first; if they were, the published id, scope (`data.guild_id`) and option types
-  are used and wrong option or subcommand names raise. Buttons are looked up on the message as
+  are used and wrong option or subcommand names raise, as do strings over 6000 characters or
+  outside a published option's `min_length`/`max_length`. Buttons are looked up on the message as
   it is now, modals among those the bot opened, and missing required inputs raise, as
   Discord's client would not send them. Messages are payload dicts; an edit stores a new dict,
   so re-read `fake.messages[id]` (or `interaction.original`) rather than keep an old one.

@@ -349,13 +349,18 @@ class FakeDiscord:
             data["guild_id"] = published["guild_id"]
         return await self._dispatch_interaction(2, data, channel=channel, user=user)
 
-    async def click_button(self, message: dict[str, Any], custom_id: str, *, user: Member | None = None) -> Interaction:
-        """A member clicks a button on the message as it is now; it must be there and enabled."""
+    async def click_button(self, message: dict[str, Any], custom_id: str, *, user: Member | None = None,
+                           forged: bool = False) -> Interaction:
+        """A member clicks a button on the message as it is now; it must be there and enabled.
+
+        `forged=True` sends the click whatever the message shows, as a modified or stale client
+        might: a bot must not trust a `custom_id` to be one it made, or to be current.
+        """
         current = self.messages.get(int(message["id"]))
         if current is None:
             raise LookupError(f"message {message['id']} no longer exists")
         button = _find_component(current["components"], custom_id)
-        if button is None or button["type"] != 2 or button.get("disabled"):
+        if not forged and (button is None or button["type"] != 2 or button.get("disabled")):
             raise LookupError(f"no enabled button {custom_id!r} on message {message['id']}")
         return await self._dispatch_interaction(3, {"custom_id": custom_id, "component_type": 2},
                                                 channel=self._channel(current["channel_id"]), user=user, message=current)
@@ -423,8 +428,21 @@ def _options(values: dict[str, Any], declared: list[dict[str, Any]] | None,
         else:
             kind = spec.get("type") or (5 if isinstance(value, bool) else 4 if isinstance(value, int)
                                         else 10 if isinstance(value, float) else 3)
+            if kind == 3:
+                _check_length(name, value, spec)
         options.append({"name": name, "type": kind, "value": value})
     return options
+
+
+STRING_OPTION_LIMIT = 6000  # Discord's most for any string option, whatever the command declares
+
+
+def _check_length(name: str, value: str, spec: dict[str, Any]) -> None:
+    """Refuse a string Discord's client would not send: over 6000, or outside a published command's bounds."""
+    longest = min(spec.get("max_length") or STRING_OPTION_LIMIT, STRING_OPTION_LIMIT)
+    shortest = spec.get("min_length") or 0
+    if not shortest <= len(value) <= longest:
+        raise ValueError(f"option {name!r} is {len(value)} characters long; Discord sends {shortest} to {longest}")
 
 
 def _find_component(node: Any, custom_id: str) -> dict[str, Any] | None:
