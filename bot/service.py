@@ -35,7 +35,7 @@ from generation import (
     Sampling,
     get_task,
 )
-from generation.input_text import clean, is_blank
+from generation.input_text import is_blank, storable
 from generation.safety import SafetyPolicy, review_reasons
 from storage import (
     EXPORT_FORMATS,
@@ -457,7 +457,7 @@ def _shown(text: str, reasons: list[str]) -> str:
 
 
 def _feedback_text(text: str, what: str) -> str:
-    text = clean(text).strip()
+    text = storable(text).strip()
     if is_blank(text):
         raise InputError(f"the {what} is empty")
     if len(text) > FEEDBACK_MAX_CHARS:
