@@ -29,6 +29,7 @@ from fake_discord import FakeDiscord
 from generation import TASKS
 from generation.safety import SafetyPolicy
 from storage import EXPORT_FORMATS, DraftNotFound, DraftStatus, Repository
+from storage.dataset import file_name
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -438,8 +439,11 @@ async def test_moderator_actions_by_non_moderators_are_refused(
 @pytest.mark.parametrize("export_format", EXPORT_FORMATS)
 async def test_an_export_with_no_rows_writes_an_empty_file(service: DraftService, tmp_path: Path,
                                                            export_format: str) -> None:
-    summary = await service.export(export_format, tmp_path / "out" / f"{export_format}.jsonl")
-    assert summary.rows == 0 and summary.path.read_text() == ""
+    summary = await service.export(tmp_path / "out", formats=(export_format,))
+    assert summary.count(export_format) == 0
+    for split in ("train", "test"):
+        assert (tmp_path / "out" / file_name(export_format, split)).read_text() == ""
+    assert (tmp_path / "out" / "README.md").is_file(), "the card says the dataset is empty rather than nothing"
 
 
 async def test_an_export_while_a_deletion_runs_is_whole_and_the_next_one_forgets(
@@ -458,14 +462,20 @@ async def test_an_export_while_a_deletion_runs_is_whole_and_the_next_one_forgets
     asked = await fake.invoke_command("privacy", {}, subcommand="delete", user=mia)
     await asked.wait_for_response()
     erase = await fake.click_button(asked.original, f"copydesk:privacy:erase:{mia.user.id}", user=mia)
-    during, _ = await asyncio.gather(service.export("raw", tmp_path / "during.jsonl"), erase.wait_for_response(timeout=30))
+    during, _ = await asyncio.gather(service.export(tmp_path / "during", formats=("raw",)),
+                                     erase.wait_for_response(timeout=30))
     assert (await erase.wait_for_response())["data"]["content"].startswith("Done. Removed 300 drafts")
-    outputs = [json.loads(line)["output"] for line in (tmp_path / "during.jsonl").read_text().splitlines()]
-    assert len(outputs) == during.rows and {f"alice {i}" for i in range(300)} <= set(outputs)
-    after = await service.export("raw", tmp_path / "after.jsonl")
-    later = [json.loads(line)["output"] for line in (tmp_path / "after.jsonl").read_text().splitlines()]
-    assert after.rows == 300 and sorted(later) == sorted(f"alice {i}" for i in range(300))
+    outputs = raw_outputs(tmp_path / "during")
+    assert len(outputs) == during.count("raw") and {f"alice {i}" for i in range(300)} <= set(outputs)
+    after = await service.export(tmp_path / "after", formats=("raw",))
+    later = raw_outputs(tmp_path / "after")
+    assert after.count("raw") == 300 and sorted(later) == sorted(f"alice {i}" for i in range(300))
     await kept.assert_unharmed()
+
+
+def raw_outputs(folder: Path) -> list[str]:
+    return [json.loads(line)["output"] for split in ("train", "test")
+            for line in (folder / file_name("raw", split)).read_text().splitlines()]
 
 
 # Configuration.
