@@ -6,7 +6,8 @@ import asyncio
 import getpass
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,26 +30,23 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 T = TypeVar("T")
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a use case, turning the errors a user can fix into a one-line message instead of a traceback."""
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a one-line message instead of a traceback."""
     try:
-        return asyncio.run(coroutine)
+        yield
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from None
 
 
-def _storage(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except StorageError as error:
-        raise click.ClickException(str(error)) from None
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with _user_errors():
+        return asyncio.run(coroutine)
 
 
 def _settings(context: click.Context) -> Settings:
-    try:
+    with _user_errors():
         return load_settings(context.obj)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
 
 
 @click.group()
@@ -229,7 +227,6 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
     _run(write())
 
 
-
 @main.command()
 @click.argument("destination", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it already exists.")
@@ -237,7 +234,8 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
 def backup(context: click.Context, destination: Path, force: bool) -> None:
     """Copy the SQLite database to DESTINATION, consistently, even while the bot writes (PostgreSQL: use pg_dump)."""
     url = _settings(context).storage.database_url()
-    drafts = _storage(lambda: backup_database(url, destination, overwrite=force))
+    with _user_errors():
+        drafts = backup_database(url, destination, overwrite=force)
     click.echo(f"backed up the database ({drafts} drafts) to {destination}")
 
 
@@ -251,7 +249,8 @@ def restore(context: click.Context, backup_file: Path, yes: bool) -> None:
     if not yes:
         click.confirm(f"Replace the database at {url} with {backup_file}? Everything stored since that backup is lost",
                       abort=True)
-    drafts = _storage(lambda: restore_database(url, backup_file, holder=f"copydesk restore (pid {os.getpid()})"))
+    with _user_errors():
+        drafts = restore_database(url, backup_file, holder=f"copydesk restore (pid {os.getpid()})")
     click.echo(f"restored {drafts} drafts from {backup_file}; start the bot again")
 def _utc(moment: datetime | None) -> datetime | None:
     """A date given on the command line is read as UTC."""
