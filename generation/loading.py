@@ -30,8 +30,11 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def load_model(source: ModelSource, quantization: str, device: str) -> LoadedModel:
-    """Load model and tokenizer; call from the thread that will not run the event loop."""
+def load_model(source: ModelSource, quantization: str, device: str, *, bf16_prefill: bool = True) -> LoadedModel:
+    """Load model and tokenizer; call from the thread that will not run the event loop.
+
+    `bf16_prefill`: on the CPU in NF4, long steps multiply in bf16 (see `generation.cpu_prefill`).
+    """
     _quiet_optional_kernels()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -58,6 +61,10 @@ def load_model(source: ModelSource, quantization: str, device: str) -> LoadedMod
         kwargs["dtype"] = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
     model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs).eval()
+    if bf16_prefill and quantization == "nf4" and device == "cpu":
+        from generation.cpu_prefill import speed_up_prefill
+
+        speed_up_prefill(model)
     _return_freed_memory()
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, quantization=quantization)
 
