@@ -1,0 +1,151 @@
+"""The engine's two CPU speed-ups compute what they replace: per-request attention over a packed
+batch, and bf16 matrix products for long steps of the 4-bit layers."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from bitsandbytes.functional import dequantize_4bit
+from transformers import GenerationConfig
+
+from generation import LocalEngine, Sampling, get_task, resolve_model
+from generation.cpu_prefill import MIN_ROWS, PrefillLinear4bit
+from generation.loading import LoadedModel, load_model
+from generation.varlen_attention import varlen_sdpa_forward
+
+
+def reference_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+    """Softmax attention of one request, written out: query i sees keys up to its own position."""
+    q_len, k_len = query.shape[1], key.shape[1]
+    groups = query.shape[0] // key.shape[0]
+    key, value = key.repeat_interleave(groups, 0), value.repeat_interleave(groups, 0)
+    scores = query @ key.transpose(1, 2) * scale
+    visible = torch.arange(k_len)[None, :] <= torch.arange(k_len - q_len, k_len)[:, None]
+    return scores.masked_fill(~visible, float("-inf")).softmax(-1) @ value  # [heads, q, dim]
+
+
+def test_packed_attention_equals_attention_computed_per_request() -> None:
+    torch.manual_seed(0)
+    heads, kv_heads, dim = 6, 2, 16
+    # (new tokens, keys): decoding one token, a fresh prompt, a prompt after a cached prefix, decoding again
+    requests = [(1, 9), (7, 7), (5, 12), (1, 4)]
+    queries = [torch.randn(heads, q, dim) for q, _ in requests]
+    keys = [torch.randn(kv_heads, k, dim) for _, k in requests]
+    values = [torch.randn(kv_heads, k, dim) for _, k in requests]
+    cu_q = torch.tensor([0, *torch.tensor([q for q, _ in requests]).cumsum(0).tolist()], dtype=torch.int32)
+    cu_k = torch.tensor([0, *torch.tensor([k for _, k in requests]).cumsum(0).tolist()], dtype=torch.int32)
+
+    packed, weights = varlen_sdpa_forward(
+        torch.nn.Module(), torch.cat(queries, 1)[None], torch.cat(keys, 1)[None], torch.cat(values, 1)[None],
+        None, scaling=0.25, cu_seq_lens_q=cu_q, cu_seq_lens_k=cu_k,
+    )
+
+    assert weights is None
+    assert packed.shape == (1, cu_q[-1], heads, dim)
+    for i, (q, k, v) in enumerate(zip(queries, keys, values)):
+        expected = reference_attention(q, k, v, 0.25).transpose(0, 1)
+        torch.testing.assert_close(packed[0, cu_q[i]:cu_q[i + 1]], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def loaded(cache_dir: Path) -> LoadedModel:
+    return load_model(resolve_model("", cache_dir), "nf4", "cpu")
+
+
+@contextmanager
+def fused_kernel_only(loaded: LoadedModel) -> Iterator[None]:
+    """bitsandbytes' own kernel for every step, as without the speed-up."""
+    layers = [m for m in loaded.model.modules() if isinstance(m, PrefillLinear4bit)]
+    for layer in layers:
+        layer.min_rows = 1 << 30
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.min_rows = MIN_ROWS
+
+
+def prompt_ids(loaded: LoadedModel) -> torch.Tensor:
+    prompt = get_task("blog").render({"topic": "how to repair a bicycle tyre at the roadside", "audience": "commuters"})
+    return loaded.tokenizer.apply_chat_template(
+        prompt.messages(), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+    )["input_ids"]
+
+
+def logits(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return loaded.model(ids).logits[0].float()
+
+
+def test_every_4_bit_layer_gets_the_bf16_path_and_keeps_its_4_bit_weights(loaded: LoadedModel) -> None:
+    layers = [m for m in loaded.model.modules() if isinstance(m, PrefillLinear4bit)]
+    assert len(layers) == 7 * loaded.model.config.num_hidden_layers  # q, k, v, o, gate, up, down
+    for layer in layers:
+        assert layer.original_weight.dtype == torch.uint8
+        assert layer.original_weight.numel() * 2 == layer.in_features * layer.out_features
+
+
+def test_a_long_step_gives_the_logits_of_bitsandbytes_own_kernel(loaded: LoadedModel) -> None:
+    ids = prompt_ids(loaded)
+    assert ids.shape[1] >= MIN_ROWS
+    fast = logits(loaded, ids)
+    with fused_kernel_only(loaded):
+        fused = logits(loaded, ids)
+    exact = exact_logits(loaded, ids)
+
+    assert (fast.argmax(-1) == fused.argmax(-1)).float().mean() >= 0.9
+    # Both round to bf16; neither may stray from the exact product much more than the other.
+    fast_error, fused_error = (fast - exact).abs().mean(), (fused - exact).abs().mean()
+    assert fast_error <= 1.5 * fused_error, (fast_error, fused_error)
+
+
+def exact_logits(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+    """The same model with every 4-bit weight expanded to fp32 and multiplied in fp32."""
+    layers = [m for m in loaded.model.modules() if isinstance(m, PrefillLinear4bit)]
+
+    def in_fp32(layer: PrefillLinear4bit, x: torch.Tensor) -> torch.Tensor:
+        state = copy.copy(layer.original_state)
+        state.dtype = torch.float32
+        return torch.nn.functional.linear(x.float(), dequantize_4bit(layer.original_weight, state)).to(x.dtype)
+
+    for layer in layers:
+        layer.forward = in_fp32.__get__(layer)
+    try:
+        return logits(loaded, ids)
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+async def test_the_engine_decodes_like_generate_while_other_drafts_share_its_steps(
+    engine: LocalEngine, loaded: LoadedModel,
+) -> None:
+    """Greedy decoding through the engine (packed batch, cached system prompt, varlen attention)
+    against `generate` alone on the same 4-bit model."""
+    greedy = Sampling(max_new_tokens=12, temperature=1.0, top_p=1.0, top_k=1)
+    neighbour = get_task("summary").render({"text": "The river flooded the lower town twice this spring. " * 6})
+
+    async def drain(request_id: str, prompt) -> str:
+        text = ""
+        async for update in engine.stream(prompt, greedy if request_id == "greedy" else Sampling(max_new_tokens=12),
+                                          request_id):
+            text = update.text
+        return text
+
+    blog = get_task("blog").render({"topic": "how to repair a bicycle tyre at the roadside", "audience": "commuters"})
+    text, *_ = await asyncio.gather(
+        drain("greedy", blog), *(drain(f"neighbour-{i}", neighbour) for i in range(3)),
+    )
+
+    ids = prompt_ids(loaded)
+    config = GenerationConfig(do_sample=False, max_new_tokens=12, pad_token_id=loaded.tokenizer.eos_token_id)
+    with torch.inference_mode():
+        generated = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
+    expected = loaded.tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)
+    assert text == expected
