@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install console test bench bench-export clean
+.PHONY: install console test bench bench-first-token bench-export clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ test: install
 
 bench: install
 	$(BIN)/python bench/engine.py
+
+bench-first-token: install
+	$(BIN)/python bench/first_token.py
 
 bench-export: install
 	$(BIN)/python bench/export.py
