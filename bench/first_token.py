@@ -4,7 +4,8 @@
 time to their first token is taken, over a few bursts per configuration. The configurations add
 one measure at a time, from the engine as transformers and bitsandbytes size it by default
 (64-token pages, 512-token steps, one masked attention product over the packed batch,
-bitsandbytes' fused 4-bit kernel for every step) to copydesk's defaults. Prints a Markdown table;
+bitsandbytes' fused 4-bit kernel for every step, top-k and top-p by sorting the vocabulary)
+to copydesk's defaults. Prints a Markdown table;
 ratios are against the first row of this run.
 
     .venv/bin/python bench/first_token.py [--drafts 16] [--bursts 3] [--cache-dir DIR]
@@ -35,14 +36,15 @@ from generation.loading import load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 
 BEFORE = EngineConfig(page_size=64, max_batch_tokens=512, warm_system_prompts=False, bf16_prefill=False,
-                      per_request_attention=False)
+                      per_request_attention=False, sampling_without_sort=False)
 # Each row adds its change to the row before; the last is copydesk's EngineConfig().
 STEPS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("transformers' and bitsandbytes' paths, 64-token pages, 512-token steps", {}),
+    ("transformers' and bitsandbytes' own paths, 64-token pages, 512-token steps", {}),
     ("+ bf16 products for long steps", {"bf16_prefill": True}),
     ("+ attention per request", {"per_request_attention": True}),
     ("+ cached system prompts, 16-token pages", {"warm_system_prompts": True, "page_size": 16}),
-    ("+ 256-token steps (copydesk's defaults)", {"max_batch_tokens": 256}),
+    ("+ 256-token steps", {"max_batch_tokens": 256}),
+    ("+ top-k/top-p without full sorts (copydesk's defaults)", {"sampling_without_sort": True}),
 )
 
 

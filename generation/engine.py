@@ -35,9 +35,11 @@ class EngineConfig:
     # start streaming while the later prompts are read (median first token at 16 drafts: ~0.6 s vs ~1.2 s at 512).
     max_batch_tokens: int = 256
     warm_system_prompts: bool = True
-    # CPU only; off means transformers' and bitsandbytes' own paths (bench/first_token.py compares them).
+    # Off means transformers' and bitsandbytes' own paths (bench/first_token.py compares them).
+    # CPU only:
     bf16_prefill: bool = True  # see generation/cpu_prefill.py
     per_request_attention: bool = True  # see generation/varlen_attention.py
+    sampling_without_sort: bool = True  # any device; see generation/topk_sampling.py
     seed: int = 0
 
 
@@ -124,7 +126,8 @@ class LocalEngine:
         engine = cls(loaded, manager, info, config)
         if config.warm_system_prompts:
             for task in TASKS.values():
-                warm = engine.stream(Prompt(task.system_prompt, ""), Sampling(max_new_tokens=1), f"warm-{task.name}")
+                # Two tokens: pages are registered for sharing after a step only if the request goes on.
+                warm = engine.stream(Prompt(task.system_prompt, ""), Sampling(max_new_tokens=2), f"warm-{task.name}")
                 async for _ in warm:
                     pass
         return engine
@@ -242,6 +245,9 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
 
         # Assigned, not set: `set_attn_implementation` would try to import flash kernels for the name.
         loaded.model.config._attn_implementation = NAME
+    from generation import topk_sampling
+
+    topk_sampling.use(without_sort=config.sampling_without_sort)
     pages_per_request = math.ceil(config.max_context_tokens / config.page_size)
     batching_config = ContinuousBatchingConfig(
         page_size=config.page_size,
