@@ -17,7 +17,7 @@ from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsW
 from generation import LocalEngine, Sampling, get_task, resolve_model
 from generation.cpu_prefill import MIN_ROWS, PrefillLinear4bit
 from generation.loading import LoadedModel, load_model
-from generation.topk_sampling import TRANSFORMERS_OWN, WITHOUT_SORT
+from generation.topk_sampling import TRANSFORMERS_OWN, WITHOUT_SORT, TopKSampler
 from generation.varlen_attention import varlen_sdpa_forward
 
 
@@ -69,6 +69,25 @@ def test_top_k_then_top_p_without_sorting_keeps_exactly_what_the_sorting_version
     assert torch.equal(got, expected)
     kept = (got > float("-inf")).sum(-1)
     assert kept[2] == 1 and (kept <= top_ks).all() and (kept >= 1).all()
+
+
+def test_the_draw_among_the_surviving_tokens_follows_their_probabilities() -> None:
+    torch.manual_seed(0)
+    sampler = object.__new__(TopKSampler)  # the draw reads only these two settings of the runner
+    sampler.do_sample, sampler.return_logprobs = True, False
+    scores = torch.full((1, 2, 1000), float("-inf"))
+    scores[0, 0, [7, 100, 400]] = torch.tensor([0.5, 0.3, 0.2]).log()
+    scores[0, 1, 42] = 3.0
+    output_ids = torch.zeros(1, 2, dtype=torch.int64)
+    drawn = []
+    for _ in range(5000):
+        sampler._sample(scores, output_ids)
+        drawn.append(output_ids[0].clone())
+    drawn = torch.stack(drawn)
+    assert (drawn[:, 1] == 42).all()
+    shares = [(drawn[:, 0] == token).float().mean().item() for token in (7, 100, 400)]
+    assert shares == pytest.approx([0.5, 0.3, 0.2], abs=0.03)
+    assert sum(shares) == 1
 
 
 @pytest.fixture(scope="module")
