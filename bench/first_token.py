@@ -36,7 +36,7 @@ from generation.loading import load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 
 BEFORE = EngineConfig(page_size=64, max_batch_tokens=512, warm_system_prompts=False, bf16_prefill=False,
-                      per_request_attention=False, sampling_without_sort=False)
+                      per_request_attention=False, top_k_sampling=False)
 # Each row adds its change to the row before; the last is copydesk's EngineConfig().
 STEPS: tuple[tuple[str, dict[str, object]], ...] = (
     ("transformers' and bitsandbytes' own paths, 64-token pages, 512-token steps", {}),
@@ -44,7 +44,7 @@ STEPS: tuple[tuple[str, dict[str, object]], ...] = (
     ("+ attention per request", {"per_request_attention": True}),
     ("+ cached system prompts, 16-token pages", {"warm_system_prompts": True, "page_size": 16}),
     ("+ 256-token steps", {"max_batch_tokens": 256}),
-    ("+ top-k/top-p without full sorts (copydesk's defaults)", {"sampling_without_sort": True}),
+    ("+ sampling among the top-k only (copydesk's defaults)", {"top_k_sampling": True}),
 )
 
 

@@ -39,7 +39,7 @@ class EngineConfig:
     # CPU only:
     bf16_prefill: bool = True  # see generation/cpu_prefill.py
     per_request_attention: bool = True  # see generation/varlen_attention.py
-    sampling_without_sort: bool = True  # any device; see generation/topk_sampling.py
+    top_k_sampling: bool = True  # any device; see generation/topk_sampling.py
     seed: int = 0
 
 
@@ -247,7 +247,7 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
         loaded.model.config._attn_implementation = NAME
     from generation import topk_sampling
 
-    topk_sampling.use(without_sort=config.sampling_without_sort)
+    topk_sampling.use(among_top_k=config.top_k_sampling)
     pages_per_request = math.ceil(config.max_context_tokens / config.page_size)
     batching_config = ContinuousBatchingConfig(
         page_size=config.page_size,

@@ -65,7 +65,7 @@ TRANSFORMERS_OWN = {
 WITHOUT_SORT = {TopKLogitsWarper: TopKWithoutSort, TopPLogitsWarper: TopPWithoutSort}
 
 
-def use(without_sort: bool) -> None:
+def use(among_top_k: bool) -> None:
     """Pick the warpers and the sampler of batching managers created from now on (process-wide)."""
-    cb_logits_processors.CLASSIC_TO_CB_PROCESSORS_MAP.update(WITHOUT_SORT if without_sort else TRANSFORMERS_OWN)
-    continuous_api.ModelRunner = TopKSampler if without_sort else model_runner.ModelRunner
+    cb_logits_processors.CLASSIC_TO_CB_PROCESSORS_MAP.update(WITHOUT_SORT if among_top_k else TRANSFORMERS_OWN)
+    continuous_api.ModelRunner = TopKSampler if among_top_k else model_runner.ModelRunner
