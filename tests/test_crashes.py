@@ -66,14 +66,30 @@ class Traffic:
         self.acknowledged = Acknowledged()
         self.serial = 0
         self.drafting = 0  # drafts asked for and not finished yet: a few at a time, so some finish
+        self.actions: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
+        """Start actions until cancelled; `stop` ends them (no TaskGroup: on Python 3.11 a cancelled
+        group sometimes never finished once the bot was killed, leaving nothing to wake the loop)."""
         actions: list[Callable[[], Awaitable[None]]] = [self.draft, self.rate, self.improve, self.flag, self.decide]
-        async with asyncio.TaskGroup() as group:
-            while True:
-                action = self.rng.choices(actions, weights=[3, 5, 2, 2, 2])[0]
-                group.create_task(self._tolerating_death(action()))
-                await asyncio.sleep(self.rng.uniform(0.05, 0.4))
+        while True:
+            action = self.rng.choices(actions, weights=[3, 5, 2, 2, 2])[0]
+            task = asyncio.create_task(self._tolerating_death(action()))
+            self.actions.add(task)
+            task.add_done_callback(self.actions.discard)
+            await asyncio.sleep(self.rng.uniform(0.05, 0.4))
+
+    async def stop(self, running: asyncio.Task[None]) -> None:
+        """Cancel the traffic and its actions, wait for them (at most 30 s), and raise what an action raised."""
+        tasks = [running, *self.actions]
+        for task in tasks:
+            task.cancel()
+        # An action still sending to the killed bot's socket is left behind: what it was doing was
+        # never acknowledged, so the checks below do not count on it.
+        done, _ = await asyncio.wait(tasks, timeout=30)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
 
     async def _tolerating_death(self, action: Awaitable[None]) -> None:
         """A killed bot never answers (TimeoutError); an upheld draft has no buttons left (LookupError)."""
@@ -150,12 +166,6 @@ def content(response: dict[str, Any]) -> str:
     return str(response.get("data", {}).get("content", ""))
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def is_streaming(message: dict[str, Any]) -> bool:
     """The draft shows its first words (not its queue position) and is not finished."""
     return any(i.startswith("copydesk:cancel:") for i in custom_ids(message)) and "⏳" not in message["content"]
@@ -179,12 +189,12 @@ async def test_sigkill_at_random_points_loses_nothing_the_bot_acknowledged(
         await fake.wait_for(lambda: streaming(fake), timeout=120)  # so every kill lands mid-stream
         await asyncio.sleep(rng.uniform(0.0, 0.5))
         assert await bot.signal(signal.SIGKILL) == -signal.SIGKILL
-        await stop(running)
+        await traffic.stop(running)
 
     await start_and_connect(fake, bot)  # recovers: marks, and announces, what the dead runs left
     running = asyncio.create_task(traffic.run())
     await asyncio.sleep(4)
-    await stop(running)
+    await traffic.stop(running)
     assert await bot.signal(signal.SIGTERM) == 0, bot.output()
 
     database = tmp_path / "data" / "copydesk.sqlite3"
