@@ -3,8 +3,9 @@
 It is built on transformers' continuous batching manager: the manager's generation thread
 is the only thread that runs the model, requests join and leave the running batch token by
 token, and each request's outputs are handed to the asyncio loop with
-`call_soon_threadsafe`, so the loop never waits on the model. On the CPU, two measures of
-its own make a burst of prompts start streaming sooner: `cpu_prefill` and `varlen_attention`.
+`call_soon_threadsafe`, so the loop never waits on the model. Measures of its own make a burst
+of prompts start streaming sooner (see EngineConfig): on the CPU `cpu_prefill` and
+`varlen_attention`; anywhere, cached system prompts and `topk_sampling`.
 """
 
 from __future__ import annotations
