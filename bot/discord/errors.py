@@ -10,13 +10,10 @@ from typing import TypeVar
 import discord
 from discord import app_commands
 
-from bot.errors import ServiceError
-from generation import InputError
-from storage import DraftNotFound, FlagNotFound
+from bot.errors import MEMBER_ERRORS
 
 log = logging.getLogger("copydesk.discord")
 
-MEMBER_ERRORS = (InputError, ServiceError, DraftNotFound, FlagNotFound)
 ACK_WITHIN_S = 1.5  # Discord allows 3 s; the rest is margin for the request itself
 T = TypeVar("T")
 OUR_FAULT = "Sorry — something went wrong on our side{where}. It has been logged; please try again in a moment."
