@@ -83,7 +83,8 @@ The test-side API, all on `FakeDiscord` unless said otherwise:
   `invoke_command(name, options, subcommand=…, user=…, channel=…)`,
   `invoke_message_command(name, target_message, user=…)`,
   `click_button(message, custom_id, user=…, forged=False)` (forged: a custom_id the message need not
-  show, as a modified client may send), `submit_modal(custom_id, values, user=…)`;
+  show, as a modified client may send), `submit_modal(custom_id, values, user=…)`,
+  `redeliver(interaction)` (the same INTERACTION_CREATE again, as Discord may deliver it twice);
   and `post_user_message(content, user=…, channel=…)` (MESSAGE_CREATE). Commands need not be
   published first; if they were, the published id, scope (`data.guild_id`) and option types
   are used and wrong option or subcommand names raise, as do strings over 6000 characters or

@@ -377,6 +377,10 @@ class FakeDiscord:
                                                 channel=shown.channel, user=user or shown.user,
                                                 message=shown.payload.get("message"))
 
+    async def redeliver(self, interaction: Interaction) -> None:
+        """Send the same INTERACTION_CREATE again, as Discord may (the same id and token): a bot must act once."""
+        await self.gateway.dispatch("INTERACTION_CREATE", interaction.payload)
+
     # Internals.
 
     async def _rest(self, request: web.Request) -> web.Response:
