@@ -1,0 +1,25 @@
+"""Use-case-sized database operations, one module per concern; each is one session and one transaction.
+
+`Repository` is all of them over one database: the service holds one and calls what it needs.
+"""
+
+from storage.repository.draft_reads import Activity, DraftReadsRepository
+from storage.repository.drafts import DraftsRepository
+from storage.repository.export_reads import ExportReadsRepository
+from storage.repository.feedback import FeedbackRepository
+from storage.repository.moderation import ModerationRepository
+from storage.repository.privacy import PrivacyRepository
+
+
+class Repository(
+    DraftsRepository,
+    DraftReadsRepository,
+    FeedbackRepository,
+    ModerationRepository,
+    PrivacyRepository,
+    ExportReadsRepository,
+):
+    """The storage use cases the service calls; returned objects are detached and safe to keep."""
+
+
+__all__ = ["Activity", "Repository"]
