@@ -15,11 +15,11 @@ from storage.errors import (
 )
 from storage.export import EXPORT_FORMATS, RowRules, export_rows
 from storage.feedback import FeedbackFilter, FeedbackRecord
+from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
     Base,
     Consent,
     Draft,
-    DraftStatus,
     Erasure,
     Flag,
     FlagSource,
@@ -53,13 +53,17 @@ __all__ = [
     "FlagNotFound",
     "FlagSource",
     "FlagStatus",
+    "IllegalTransition",
     "Improvement",
     "ModerationAction",
     "Moderator",
     "Rating",
     "Repository",
     "RowRules",
+    "STOPPED_AS",
+    "StopReason",
     "StorageError",
+    "TRANSITIONS",
     "backup_database",
     "clean_text",
     "export_rows",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +19,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.errors import DatabaseInUse, StorageError
 
@@ -64,13 +66,41 @@ def _clean_parameters(_connection: Any, _cursor: Any, statement: str, parameters
     return statement, _clean(parameters)
 
 
+class Sessions:
+    """The session factory: `sessions()` to read, `sessions.begin()` for a transaction that writes.
+
+    SQLite has one writer at a time. Left to itself, a burst of writers each takes a pooled
+    connection and then waits inside SQLite, whose busy handler sleeps and retries: the burst
+    holds every connection of the pool while it crawls, the rest of it waits for the pool, and
+    some time out ("database is locked", or the pool's 30 s checkout timeout). So on SQLite the
+    write transactions of this process take turns on an asyncio lock, in order of arrival, before
+    they take a connection: the one writing never waits for SQLite, those waiting hold nothing,
+    and reads keep the rest of the pool. PostgreSQL writes concurrently; there is no lock there.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        # Objects stay readable after commit, when the session that loaded them is gone.
+        self._factory = async_sessionmaker(engine, expire_on_commit=False)
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    def __call__(self) -> AsyncSession:
+        return self._factory()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed at the end of the block (rolled back on an error)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._writer is not None:
+                await stack.enter_async_context(self._writer)
+            yield await stack.enter_async_context(self._factory.begin())
+
+
 class Database:
     """The engine and the session factory; one session per unit of work."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        # Objects stay readable after commit, when the session that loaded them is gone.
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.sessions = Sessions(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Dialect,
     Enum,
@@ -25,20 +26,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    exists,
     func,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-class DraftStatus(StrEnum):
-    """How far a draft got; queued and running are the only states that still change."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # the process stopped (shutdown or crash) before the draft was finished
+from storage.lifecycle import DraftStatus, StopReason  # owned there, importable from here too
 
 
 class FlagSource(StrEnum):
@@ -122,6 +116,7 @@ class Draft(Base):
         _str_enum(DraftStatus), default=DraftStatus.QUEUED, index=True
     )
     error: Mapped[str | None] = mapped_column(Text)
+    stop_reason: Mapped[StopReason | None] = mapped_column(_str_enum(StopReason))  # see storage.lifecycle
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)  # queued → finished
@@ -152,6 +147,26 @@ class Draft(Base):
         lazy="raise",
         order_by="Flag.id",
     )
+
+    @hybrid_property
+    def held(self) -> bool:
+        """An open automatic flag holds the draft's text back for a moderator; needs the flags loaded."""
+        return any(flag.source == FlagSource.AUTO and flag.status == FlagStatus.OPEN for flag in self.flags)
+
+    @held.inplace.expression
+    @classmethod
+    def _held_expression(cls) -> ColumnElement[bool]:
+        return exists().where(Flag.draft_id == cls.id, Flag.source == FlagSource.AUTO, Flag.status == FlagStatus.OPEN)
+
+    @hybrid_property
+    def member_told(self) -> bool:
+        """A message shows the draft, so its member saw how it went."""
+        return self.message_id is not None
+
+    @member_told.inplace.expression
+    @classmethod
+    def _member_told_expression(cls) -> ColumnElement[bool]:
+        return cls.message_id.is_not(None)
 
 
 # Exports read finished drafts by request (the original's id, then each regeneration's): with this

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from storage.lifecycle import ACTIVE
 from storage.models import Draft, DraftStatus
 from storage.repository.base import RepositoryBase
-from storage.repository.drafts import ACTIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,16 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Update, delete, select, update
 
 from storage.errors import DraftNotFound
-from storage.models import Draft, DraftStatus, utcnow
+from storage.lifecycle import ACTIVE, STOPPED_AS, DraftStatus, StopReason, check, sources
+from storage.models import Draft, utcnow
 from storage.repository.base import RepositoryBase, require_draft, rowcount
-
-ACTIVE = (DraftStatus.QUEUED, DraftStatus.RUNNING)
 
 
 class DraftsRepository(RepositoryBase):
-    """Drafts and their lifecycle: queued → running → done | failed | cancelled | interrupted."""
+    """Drafts and their lifecycle; every status change goes through storage.lifecycle's table."""
 
     async def create_draft(
         self,
@@ -59,13 +58,15 @@ class DraftsRepository(RepositoryBase):
         return draft
 
     async def mark_running(self, draft_id: int) -> bool:
-        return await self._transition(
-            draft_id, (DraftStatus.QUEUED,), status=DraftStatus.RUNNING, started_at=utcnow()
-        )
+        return await self._move(draft_id, DraftStatus.RUNNING, started_at=utcnow())
 
     async def record_progress(self, draft_id: int, output: str) -> bool:
-        """Save the output so far, so a crash keeps what was generated."""
-        return await self._transition(draft_id, ACTIVE, output=output)
+        """Save the output so far, so a crash keeps what was generated; False once the draft ended."""
+        async with self._sessions.begin() as session:
+            if await rowcount(session, _update(draft_id, ACTIVE, output=output)):
+                return True
+            await require_draft(session, draft_id)
+            return False
 
     async def finish_draft(
         self,
@@ -77,10 +78,9 @@ class DraftsRepository(RepositoryBase):
         latency_ms: int,
         ttft_ms: int | None,
     ) -> bool:
-        return await self._transition(
+        return await self._move(
             draft_id,
-            ACTIVE,
-            status=DraftStatus.DONE,
+            DraftStatus.DONE,
             output=output,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -89,35 +89,38 @@ class DraftsRepository(RepositoryBase):
             finished_at=utcnow(),
         )
 
-    async def fail_draft(self, draft_id: int, error: str, output: str | None = None) -> bool:
-        """`output=None` keeps the partial output record_progress saved."""
+    async def stop_draft(
+        self, draft_id: int, reason: StopReason, *, error: str | None = None, output: str | None = None
+    ) -> bool:
+        """End an unfinished draft in the status its stop reason calls for (storage.lifecycle.STOPPED_AS).
+
+        `output=None` keeps the partial output record_progress saved.
+        """
         extra = {} if output is None else {"output": output}
-        return await self._transition(
-            draft_id, ACTIVE, status=DraftStatus.FAILED, error=error, finished_at=utcnow(), **extra
-        )
+        return await self._move(draft_id, STOPPED_AS[reason], **_stopped(reason, error), **extra)
+
+    async def fail_draft(self, draft_id: int, error: str, output: str | None = None) -> bool:
+        """The engine or copydesk failed; `output=None` keeps the partial output."""
+        return await self.stop_draft(draft_id, StopReason.ERROR, error=error, output=output)
 
     async def cancel_draft(self, draft_id: int, output: str | None = None) -> bool:
-        """`output=None` keeps the partial output record_progress saved."""
-        extra = {} if output is None else {"output": output}
-        return await self._transition(
-            draft_id, ACTIVE, status=DraftStatus.CANCELLED, finished_at=utcnow(), **extra
-        )
+        """Its member withdrew it; `output=None` keeps the partial output."""
+        return await self.stop_draft(draft_id, StopReason.MEMBER, output=output)
 
     async def interrupt_draft(self, draft_id: int, reason: str, output: str | None = None) -> bool:
         """The process is stopping before the draft is finished; `output=None` keeps the partial output."""
-        extra = {} if output is None else {"output": output}
-        return await self._transition(
-            draft_id, ACTIVE, status=DraftStatus.INTERRUPTED, error=reason, finished_at=utcnow(), **extra
-        )
+        return await self.stop_draft(draft_id, StopReason.SHUTDOWN, error=reason, output=output)
 
     async def interrupt_unfinished(self, reason: str) -> int:
-        """Mark every queued or running draft interrupted: at start, when no process can still be writing them."""
+        """Mark every queued or running draft interrupted by a crash: at start, when no process can still be
+        writing them."""
+        wanted = STOPPED_AS[StopReason.CRASH]
         async with self._sessions.begin() as session:
             return await rowcount(
                 session,
                 update(Draft)
-                .where(Draft.status.in_(ACTIVE))
-                .values(status=DraftStatus.INTERRUPTED, error=reason, finished_at=utcnow())
+                .where(Draft.status.in_(sources(wanted)))
+                .values(status=wanted, **_stopped(StopReason.CRASH, reason))
                 .execution_options(synchronize_session=False),
             )
 
@@ -126,33 +129,27 @@ class DraftsRepository(RepositoryBase):
         query = (
             select(Draft)
             .where(Draft.status == DraftStatus.INTERRUPTED, Draft.channel_id.is_not(None),
-                   Draft.message_id.is_(None), Draft.finished_at > since)
+                   ~Draft.member_told, Draft.finished_at > since)
             .order_by(Draft.id)
         )
         async with self._sessions() as session:
             return list(await session.scalars(query))
 
-    async def _transition(
-        self, draft_id: int, allowed: Collection[DraftStatus], **values: Any
-    ) -> bool:
-        """Apply `values` if the draft is in an `allowed` status.
+    async def _move(self, draft_id: int, wanted: DraftStatus, **values: Any) -> bool:
+        """Change the draft's status to `wanted`, with `values`, where the lifecycle table allows it.
 
-        Returns False, changing nothing, when it is not (e.g. a generation finishing after its
-        draft was cancelled): finished drafts stay as they ended.
+        One conditional UPDATE, so of two racing changes one wins. When the draft is not in a status
+        the table moves to `wanted` from, nothing changes and storage.lifecycle.check says what
+        follows: False for a draft that already ended (e.g. a generation finishing after its draft
+        was cancelled: it stays as it ended), IllegalTransition otherwise.
         """
         async with self._sessions.begin() as session:
-            changed = await rowcount(
-                session,
-                update(Draft)
-                .where(Draft.id == draft_id, Draft.status.in_(allowed))
-                .values(**values)
-                .execution_options(synchronize_session=False),
-            )
-            if changed:
+            if await rowcount(session, _update(draft_id, sources(wanted), status=wanted, **values)):
                 return True
-            await require_draft(session, draft_id)
-            return False
-
+            current = await session.scalar(select(Draft.status).where(Draft.id == draft_id))
+        if current is None:
+            raise DraftNotFound(draft_id)
+        return check(draft_id, current, wanted)
 
     async def set_message(self, draft_id: int, channel_id: str, message_id: str) -> None:
         """Remember the message that shows the draft, so it can be edited when moderated."""
@@ -173,3 +170,17 @@ class DraftsRepository(RepositoryBase):
             if not await rowcount(session, delete(Draft).where(Draft.id == draft_id)):
                 raise DraftNotFound(draft_id)
 
+
+def _update(draft_id: int, allowed: Collection[DraftStatus], **values: Any) -> Update:
+    """Set `values` on the draft if its status is one of `allowed`."""
+    return (
+        update(Draft)
+        .where(Draft.id == draft_id, Draft.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _stopped(reason: StopReason, error: str | None) -> dict[str, Any]:
+    """What every stopped draft records: why, the error if any, and when."""
+    return {"stop_reason": reason, "error": error, "finished_at": utcnow()}
