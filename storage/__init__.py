@@ -13,7 +13,8 @@ from storage.errors import (
     FlagNotFound,
     StorageError,
 )
-from storage.export import EXPORT_FORMATS, RowRules, export_rows
+from storage.exclusions import Exclusions, Reason
+from storage.export import EXPORT_FORMATS, FORMATS, ExportFormat, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import (
     Base,
@@ -35,6 +36,9 @@ from storage.repository import Activity, Repository
 __all__ = [
     "Activity",
     "EXPORT_FORMATS",
+    "Exclusions",
+    "ExportFormat",
+    "FORMATS",
     "Base",
     "Consent",
     "Database",
@@ -57,12 +61,15 @@ __all__ = [
     "ModerationAction",
     "Moderator",
     "Rating",
+    "Reason",
     "Repository",
     "RowRules",
     "StorageError",
     "backup_database",
     "clean_text",
     "export_rows",
+    "formats_help",
+    "formats_list",
     "member_hash",
     "open_database",
     "pseudonym",
