@@ -97,10 +97,6 @@ class DatasetSummary:
         return (sum(n for (fmt, _, label), n in self.labels.items() if fmt == export_format and label == classes[0]),
                 sum(n for (fmt, _, label), n in self.labels.items() if fmt == export_format and label == classes[1]))
 
-    def kto_balance(self) -> tuple[int, int]:
-        """(good, bad) KTO rows."""
-        return self.balance("kto")
-
     def lines(self) -> list[str]:
         """A short report for a terminal or a chat message."""
         lines = []

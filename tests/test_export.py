@@ -128,7 +128,7 @@ async def test_filters_choose_the_drafts_and_the_rules_choose_the_rows(
     assert draft_ids(read(tmp_path / "votes", "sft")) == [blog.id], "other_model's mean rating 1/3 is under 0.5"
     await exporter.export(tmp_path / "lenient", rating_threshold=0.0, formats=("sft",))
     assert draft_ids(read(tmp_path / "lenient", "sft")) == everyone, "a mean rating of 0 reaches a threshold of 0"
-    assert summary.kto_balance() == (2, 0)
+    assert summary.balance("kto") == (2, 0)
 
 
 async def test_the_split_never_shares_a_prompt_and_is_the_same_every_time(
@@ -217,7 +217,7 @@ async def test_the_card_says_what_is_in_the_files_and_how_it_was_chosen(
                                     min_votes=1, rating_threshold=0.5)
     card = (tmp_path / "README.md").read_text()
 
-    assert summary.kto_balance() == (5, 2)
+    assert summary.balance("kto") == (5, 2)
     assert "| `kto` | ad | good | 4 |" in card and "| `kto` | ad | bad | 2 |" in card and "| `kto` | blog | good | 1 |" in card
     assert "| `sft` | ad | rated | 4 |" in card and "| `raw` | blog | rated | 1 |" in card
     assert "5 good (71%) and 2 bad (29%)" in card and "`desirable_weight=1`, `undesirable_weight=2.5`" in card
@@ -272,7 +272,7 @@ async def test_exported_files_pass_trl_dataset_preparation_on_the_embedded_model
                      votes=(-1,))
         await repository.add_improvement(original.id, "dave", f"Puddles fear these boots ({index}).")
     summary = await exporter.export(tmp_path / "dataset")
-    assert summary.count("sft") == 8 and summary.count("dpo") == 8 and summary.kto_balance() == (4, 4)
+    assert summary.count("sft") == 8 and summary.count("dpo") == 8 and summary.balance("kto") == (4, 4)
 
     folder = resolve_model("", cache_dir).location
     tokenizer = AutoTokenizer.from_pretrained(folder)
