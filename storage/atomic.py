@@ -176,10 +176,12 @@ def _entry(path: Path, rows: int | None) -> FileEntry:
 
 
 def _listed(manifest_path: Path, manifest: Manifest) -> list[FileEntry]:
+    """The files an existing manifest names: only plain names, never a path out of its folder."""
     try:
-        return manifest.entries(manifest_path.read_text(encoding="utf-8"))
+        entries = manifest.entries(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         return []
+    return [entry for entry in entries if entry.name not in ("", ".", "..") and Path(entry.name).name == entry.name]
 
 
 def _replaceable(destination: Path, manifest: Manifest) -> bool:
