@@ -22,8 +22,19 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.service import Member, ServiceError
 from generation import TASKS, Field, GenerationError, InputError, Task, get_task
-from storage import EXPORT_FORMATS, DraftStatus, FeedbackFilter, StorageError, backup_database, restore_database
-from storage.dataset import CARD
+from storage import (
+    EXPORT_FORMATS,
+    DatasetSummary,
+    DraftStatus,
+    FeedbackFilter,
+    Reason,
+    StorageError,
+    backup_database,
+    formats_help,
+    formats_list,
+    restore_database,
+)
+from storage.card import CARD
 
 USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -189,8 +200,7 @@ def status(context: click.Context) -> None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
 @click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
-              help="sft: messages; dpo: chosen/rejected pairs; kto: labelled completions; raw: every field. "
-                   "Repeat for several; default: all four.")
+              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
 @click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
 @click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC).")
 @click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True, help="Only these tasks (repeatable).")
@@ -222,9 +232,24 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
                                                test_fraction=test_fraction, progress=bar.update)
         for line in summary.lines():
             click.echo(line)
+        if hint := _consent_hint(summary):
+            click.echo(hint)
         click.echo(f"wrote {out} (dataset card: {out / CARD})")
 
     _run(write())
+
+
+CONSENT_HINT = (
+    "training use is opt-in: members allow it with /privacy show in Discord. If your members agreed to it another way, "
+    "set [privacy] training_consent_default = true (or COPYDESK_PRIVACY__TRAINING_CONSENT_DEFAULT=true)"
+)
+
+
+def _consent_hint(summary: DatasetSummary) -> str | None:
+    """Why drafts without consent were left out, and what to do about it, when some were."""
+    if summary.exclusions is not None and summary.exclusions.counts.get(Reason.NO_CONSENT):
+        return CONSENT_HINT
+    return None
 
 
 @main.command()

@@ -379,7 +379,8 @@ class DraftService:
         test_fraction: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> DatasetSummary:
-        """Write a training dataset into `folder`: one JSON Lines file per format and split, and its card.
+        """Write a training dataset into `folder`: one JSON Lines file per format and split, and its card,
+        which also says how many drafts each rule left out. `folder` changes only once the dataset is whole.
 
         Settings left as None take the deployment's. Streams from the database; shaping, duplicate
         checks and file writes run in a worker thread a batch at a time, so the loop stays free.
@@ -399,6 +400,8 @@ class DraftService:
         writer = await asyncio.to_thread(DatasetWriter, folder, options, filters)
         batch: list[FeedbackRecord] = []
         try:
+            exclusions = await self._repository.count_exclusions(
+                filters, consent_default=policy.consent_default, pseudonym_key=policy.member_key)
             async for record in records:
                 batch.append(record)
                 if len(batch) >= EXPORT_BATCH:
@@ -406,9 +409,9 @@ class DraftService:
                     batch = []
             await asyncio.to_thread(writer.feed, batch)
         except BaseException:
-            writer.abandon()
+            await asyncio.to_thread(writer.abandon)
             raise
-        return await asyncio.to_thread(writer.close)
+        return await asyncio.to_thread(writer.close, exclusions)
 
     async def count_for_export(self, filters: FeedbackFilter = FeedbackFilter()) -> int:
         """How many drafts an export with these filters reads: the total for a progress bar."""

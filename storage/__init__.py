@@ -13,7 +13,8 @@ from storage.errors import (
     FlagNotFound,
     StorageError,
 )
-from storage.export import EXPORT_FORMATS, RowRules, export_rows
+from storage.exclusions import Exclusions, Reason
+from storage.export import EXPORT_FORMATS, FORMATS, ExportFormat, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
@@ -35,6 +36,9 @@ from storage.repository import Activity, Repository
 __all__ = [
     "Activity",
     "EXPORT_FORMATS",
+    "Exclusions",
+    "ExportFormat",
+    "FORMATS",
     "Base",
     "Consent",
     "Database",
@@ -58,6 +62,7 @@ __all__ = [
     "ModerationAction",
     "Moderator",
     "Rating",
+    "Reason",
     "Repository",
     "RowRules",
     "STOPPED_AS",
@@ -67,6 +72,8 @@ __all__ = [
     "backup_database",
     "clean_text",
     "export_rows",
+    "formats_help",
+    "formats_list",
     "member_hash",
     "open_database",
     "pseudonym",

@@ -3,13 +3,13 @@ while another process writes, which a file copy of a WAL database is not."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from storage.atomic import replacing
 from storage.database import sqlite_lock, sqlite_path
 from storage.errors import StorageError
 
@@ -23,26 +23,23 @@ BUSY_TIMEOUT_S = 30.0
 def backup_database(url: str, destination: Path, *, overwrite: bool = False) -> int:
     """Copy the database at `url` to `destination` in one read transaction; returns the drafts copied.
 
-    An existing `destination` is replaced only with `overwrite`; until the copy is complete and
-    checked it is written beside it, so a failed backup never leaves a half-written file behind.
+    An existing `destination` is replaced only with `overwrite`. The copy is written and checked under
+    a temporary name beside it and renamed into place once synced (storage.atomic), so `destination`
+    is always either the previous file or the complete new one, whenever the backup stops.
     """
     source_path = _sqlite_file(url)
     if not source_path.exists():
         raise StorageError(f"there is no database at {source_path} to back up")
     if destination.exists() and not overwrite:
         raise StorageError(f"{destination} already exists; pass --force to replace it")
-    partial = destination.with_name(destination.name + ".partial")
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial.unlink(missing_ok=True)
-        with (closing(sqlite3.connect(source_path, timeout=BUSY_TIMEOUT_S)) as source,
+        with (replacing(destination) as partial,
+              closing(sqlite3.connect(source_path, timeout=BUSY_TIMEOUT_S)) as source,
               closing(sqlite3.connect(partial)) as target):
             source.backup(target)  # all pages in one step: one snapshot, however busy the writer
             target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             drafts = _check(target, partial)
-        os.replace(partial, destination)
     except (OSError, sqlite3.Error) as error:
-        partial.unlink(missing_ok=True)
         raise StorageError(f"cannot back up {source_path} to {destination}: {error}") from error
     return drafts
 

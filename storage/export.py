@@ -1,4 +1,10 @@
-"""Turning stored feedback into training rows: SFT, DPO and KTO in TRL's conversational format, and raw.
+"""Turning stored feedback into training rows: one object per export format, in one registry.
+
+A format says everything the rest of the export needs of it: which drafts it takes (one record, or
+the drafts of one request together), the shape of its rows, the prompt, answers and label of a row
+(for duplicate checks, the split, and the counts by label), whether it is deduplicated, which files
+it writes, and its lines in the dataset card. Adding a format is adding one class here with
+`@register`; the command-line and Discord help texts, the dataset writer and the card read the registry.
 
 Rows are produced while streaming: drafts arrive grouped by request, so pairs between
 regenerations of one request are formed from one group at a time and memory stays flat.
@@ -8,15 +14,82 @@ each carries its provenance in `metadata`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
 
 from storage.feedback import FeedbackRecord
 
-EXPORT_FORMATS: tuple[str, ...] = ("sft", "dpo", "kto", "raw")
-
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RowRules:
+    """Which ratings count: a draft's mean rating (−1…1) must reach `threshold` for SFT, and a rating
+    counts only with at least `min_votes` votes behind it (improvements need none)."""
+
+    threshold: float = 0.5
+    min_votes: int = 1
+
+    def rated(self, record: FeedbackRecord) -> bool:
+        return record.votes >= max(1, self.min_votes)
+
+
+class ExportFormat:
+    """One export format. Subclasses set the class attributes and override `rows` (a request's drafts
+    together) or `record_rows` (one draft at a time), and the accessors their row shape needs."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]  # a few words for the command-line and Discord help
+    row_shape: ClassVar[str]  # the row as the dataset card shows it
+    how_chosen: ClassVar[str]  # the card's bullet on which drafts become rows
+    training: ClassVar[bool] = True  # deduplicated and tagged in the card; an analysis format keeps every row
+    parquet_schema: ClassVar[pa.Schema | None] = None  # also written as Parquet, with this schema
+    classes: ClassVar[tuple[str, str] | None] = None  # (desirable, undesirable) labels, whose balance the card gives
+    trainer_config: ClassVar[str] = ""  # the TRL config whose class weights `classes` call for
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """The files it writes per split: `<name>-<split>.<suffix>`."""
+        return ("jsonl", "parquet") if self.parquet_schema is not None else ("jsonl",)
+
+    def rows(self, group: Sequence[FeedbackRecord], rules: RowRules) -> Iterator[Row]:
+        """The rows made from the drafts of one request."""
+        for record in group:
+            yield from self.record_rows(record, rules)
+
+    def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
+        raise NotImplementedError(f"{self.name} makes its rows from a request's drafts together")
+
+    def prompt(self, row: Row) -> tuple[str, str]:
+        """(system, user) prompt of a row: what the split and the duplicate check are keyed on."""
+        return row["prompt"][0]["content"], row["prompt"][1]["content"]
+
+    def answers(self, row: Row) -> list[str]:
+        """The assistant texts of a row, for the near-duplicate check."""
+        raise NotImplementedError
+
+    def label(self, row: Row) -> str:
+        """What the card counts rows by, beside the task."""
+        return str(row["metadata"]["source"])
+
+    def task(self, row: Row) -> str:
+        return str(row["metadata"]["task"])
+
+    def parquet_record(self, row: Row) -> dict[str, Any]:
+        """The row as `parquet_schema` stores it."""
+        raise NotImplementedError(f"{self.name} is not written as Parquet")
+
+
+FORMATS: dict[str, ExportFormat] = {}
+
+
+def register(cls: type[ExportFormat]) -> type[ExportFormat]:
+    FORMATS[cls.name] = cls()
+    return cls
 
 
 def _prompt(record: FeedbackRecord) -> list[dict[str, str]]:
@@ -50,80 +123,145 @@ def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
     return metadata
 
 
-@dataclass(frozen=True, slots=True)
-class RowRules:
-    """Which ratings count: a draft's mean rating (−1…1) must reach `threshold` for SFT, and a rating
-    counts only with at least `min_votes` votes behind it (improvements need none)."""
+@register
+class Sft(ExportFormat):
+    name = "sft"
+    help = "messages"
+    row_shape = '`{"messages": [system, user, assistant], "metadata": {…}}`'
+    how_chosen = ("drafts whose mean rating (−1…1) reaches the rating threshold, with at least the minimum\n"
+                  "  number of votes, and every improved version a member wrote (the `source` in `metadata` says which).")
 
-    threshold: float = 0.5
-    min_votes: int = 1
+    def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
+        """Well-rated drafts and every improved version a member wrote."""
+        if rules.rated(record) and record.score is not None and record.score >= rules.threshold:
+            yield {"messages": _prompt(record) + _answer(record.output), "metadata": _metadata(record, "rated")}
+        for text in record.improvements:
+            yield {"messages": _prompt(record) + _answer(text), "metadata": _metadata(record, "improvement")}
 
-    def rated(self, record: FeedbackRecord) -> bool:
-        return record.votes >= max(1, self.min_votes)
+    def prompt(self, row: Row) -> tuple[str, str]:
+        return row["messages"][0]["content"], row["messages"][1]["content"]
+
+    def answers(self, row: Row) -> list[str]:
+        return [row["messages"][2]["content"]]
 
 
-def sft_rows(record: FeedbackRecord, rules: RowRules = RowRules()) -> Iterator[Row]:
-    """Well-rated drafts and every improved version a member wrote."""
-    if rules.rated(record) and record.score is not None and record.score >= rules.threshold:
-        yield {"messages": _prompt(record) + _answer(record.output), "metadata": _metadata(record, "rated")}
-    for text in record.improvements:
-        yield {"messages": _prompt(record) + _answer(text), "metadata": _metadata(record, "improvement")}
+@register
+class Dpo(ExportFormat):
+    name = "dpo"
+    help = "chosen/rejected pairs"
+    row_shape = '`{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant], "metadata": {…}}`'
+    how_chosen = ("an improved version (chosen) over the draft it improves (rejected); and per request, the\n"
+                  "  best- over the worst-rated of its drafts (regenerations), when their ratings differ.")
 
+    def rows(self, group: Sequence[FeedbackRecord], rules: RowRules) -> Iterator[Row]:
+        """Preference pairs within one request: improvement over original, best- over worst-rated regeneration."""
+        for record in group:
+            for text in record.improvements:
+                yield self._pair(record, chosen=text, rejected=record.output, source="improvement")
+        rated = [record for record in group if rules.rated(record) and record.score is not None]
+        if len(rated) >= 2:
+            best = max(rated, key=lambda record: (record.score, -record.id))
+            worst = min(rated, key=lambda record: (record.score, record.id))
+            if best.score != worst.score:
+                yield self._pair(best, chosen=best.output, rejected=worst.output, source="regeneration")
 
-def kto_rows(record: FeedbackRecord, rules: RowRules = RowRules()) -> Iterator[Row]:
-    """Every draft with a net rating, labelled good or bad."""
-    if rules.rated(record) and record.score:
-        yield {
+    @staticmethod
+    def _pair(record: FeedbackRecord, *, chosen: str, rejected: str, source: str) -> Row:
+        return {
             "prompt": _prompt(record),
-            "completion": _answer(record.output),
-            "label": record.score > 0,
-            "metadata": _metadata(record, "rated"),
+            "chosen": _answer(chosen),
+            "rejected": _answer(rejected),
+            "metadata": _metadata(record, source),
         }
 
-
-def dpo_rows(group: list[FeedbackRecord], rules: RowRules = RowRules()) -> Iterator[Row]:
-    """Preference pairs within one request: improvement over original, best- over worst-rated regeneration."""
-    for record in group:
-        for text in record.improvements:
-            yield _pair(record, chosen=text, rejected=record.output, source="improvement")
-    rated = [record for record in group if rules.rated(record) and record.score is not None]
-    if len(rated) >= 2:
-        best = max(rated, key=lambda record: (record.score, -record.id))
-        worst = min(rated, key=lambda record: (record.score, record.id))
-        if best.score != worst.score:
-            yield _pair(best, chosen=best.output, rejected=worst.output, source="regeneration")
+    def answers(self, row: Row) -> list[str]:
+        return [row["chosen"][0]["content"], row["rejected"][0]["content"]]
 
 
-def _pair(record: FeedbackRecord, *, chosen: str, rejected: str, source: str) -> Row:
-    return {
-        "prompt": _prompt(record),
-        "chosen": _answer(chosen),
-        "rejected": _answer(rejected),
-        "metadata": _metadata(record, source),
-    }
+@register
+class Kto(ExportFormat):
+    name = "kto"
+    help = "labelled completions"
+    row_shape = '`{"prompt": [system, user], "completion": [assistant], "label": true|false, "metadata": {…}}`'
+    how_chosen = ("every draft with a net rating and at least the minimum number of votes; `label` is true\n"
+                  "  when more members liked it than not. Ties are left out.")
+    classes = ("good", "bad")
+    trainer_config = "KTOConfig"
+
+    def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
+        """Every draft with a net rating, labelled good or bad."""
+        if rules.rated(record) and record.score:
+            yield {
+                "prompt": _prompt(record),
+                "completion": _answer(record.output),
+                "label": record.score > 0,
+                "metadata": _metadata(record, "rated"),
+            }
+
+    def answers(self, row: Row) -> list[str]:
+        return [row["completion"][0]["content"]]
+
+    def label(self, row: Row) -> str:
+        return "good" if row["label"] else "bad"
 
 
-def raw_row(record: FeedbackRecord) -> Row:
-    row = {field.name: getattr(record, field.name) for field in fields(record)}  # not asdict: no deep copies
-    row["created_at"] = record.created_at.isoformat()
-    row["improvements"] = list(record.improvements)
-    if record.author is None:
-        del row["author"]
-    return row
+@register
+class Raw(ExportFormat):
+    name = "raw"
+    help = "every field"
+    row_shape = "every stored field of the draft (JSON Lines and Parquet)"
+    how_chosen = "every selected draft, rated or not, with its votes and improvements; not deduplicated."
+    training = False
+    parquet_schema = pa.schema([
+        ("id", pa.int64()), ("parent_id", pa.int64()), ("task", pa.string()),
+        ("inputs", pa.map_(pa.string(), pa.string())), ("system_prompt", pa.string()), ("user_prompt", pa.string()),
+        ("output", pa.string()), ("template_version", pa.string()), ("model", pa.string()),
+        ("quantization", pa.string()), ("sampling", pa.map_(pa.string(), pa.float64())), ("seed", pa.int64()),
+        ("created_at", pa.timestamp("us", tz="UTC")), ("ups", pa.int64()), ("downs", pa.int64()),
+        ("improvements", pa.list_(pa.string())), ("author", pa.string()),
+    ])
+
+    def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
+        row = {field.name: getattr(record, field.name) for field in fields(record)}  # not asdict: no deep copies
+        row["created_at"] = record.created_at.isoformat()
+        row["improvements"] = list(record.improvements)
+        if record.author is None:
+            del row["author"]
+        yield row
+
+    def prompt(self, row: Row) -> tuple[str, str]:
+        return row["system_prompt"], row["user_prompt"]
+
+    def label(self, row: Row) -> str:
+        return "rated" if row["ups"] + row["downs"] else "unrated"
+
+    def task(self, row: Row) -> str:
+        return str(row["task"])
+
+    def parquet_record(self, row: Row) -> dict[str, Any]:
+        return {**row, "created_at": datetime.fromisoformat(row["created_at"]),
+                "sampling": {name: float(value) for name, value in row["sampling"].items()}}
 
 
-def group_rows(group: list[FeedbackRecord], export_format: str, rules: RowRules = RowRules()) -> Iterator[Row]:
-    """The rows of one format made from the drafts of one request."""
-    if export_format == "dpo":
-        yield from dpo_rows(group, rules)
-        return
-    for record in group:
-        if export_format == "sft":
-            yield from sft_rows(record, rules)
-        elif export_format == "kto":
-            yield from kto_rows(record, rules)
-        else:
-            yield raw_row(record)
+EXPORT_FORMATS: tuple[str, ...] = tuple(FORMATS)
+
+
+def formats_help() -> str:
+    """What each format holds, for a command's help: "sft: messages; dpo: …"."""
+    return "; ".join(f"{fmt.name}: {fmt.help}" for fmt in FORMATS.values())
+
+
+def formats_list() -> str:
+    """The formats' names as a sentence lists them: "sft, dpo, kto and raw"."""
+    *rest, last = EXPORT_FORMATS
+    return f"{', '.join(rest)} and {last}" if rest else last
+
+
+def get_format(name: str) -> ExportFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_FORMATS)}") from None
 
 
 class RequestGroups:
@@ -145,21 +283,16 @@ class RequestGroups:
         return complete or None
 
 
-def check_format(export_format: str) -> None:
-    if export_format not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {export_format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-
-
 async def export_rows(
     records: AsyncIterator[FeedbackRecord], export_format: str, rules: RowRules = RowRules()
 ) -> AsyncIterator[Row]:
     """Stream the rows of one format from records ordered by request."""
-    check_format(export_format)
+    shape = get_format(export_format)
     groups = RequestGroups()
     async for record in records:
         if (group := groups.add(record)) is not None:
-            for row in group_rows(group, export_format, rules):
+            for row in shape.rows(group, rules):
                 yield row
     if (group := groups.finish()) is not None:
-        for row in group_rows(group, export_format, rules):
+        for row in shape.rows(group, rules):
             yield row

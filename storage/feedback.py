@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from storage.models import Draft, Improvement
 
 
@@ -33,6 +35,21 @@ class FeedbackFilter:
             "models": list(self.models), "template_versions": list(self.template_versions),
         }
         return {name: value for name, value in described.items() if value}
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The restrictions as SQL conditions on drafts: one home for the export reads and the exclusion counts."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            conditions.append(Draft.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(Draft.created_at < self.until)
+        if self.guild_id is not None:
+            conditions.append(Draft.guild_id == self.guild_id)
+        for column, wanted in ((Draft.task, self.tasks), (Draft.model, self.models),
+                               (Draft.template_version, self.template_versions)):
+            if wanted:
+                conditions.append(column.in_(wanted))
+        return conditions
 
 
 @dataclass(frozen=True, slots=True)

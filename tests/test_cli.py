@@ -12,6 +12,7 @@ import pytest
 from datasets import load_dataset
 
 from conftest import NO_AUTOMATIC_CHECKS_ENV, rows
+from storage import Repository
 
 COPYDESK = str(Path(sys.executable).with_name("copydesk"))
 
@@ -150,3 +151,18 @@ def test_bad_export_options_are_refused_before_anything_is_written(
     result = copydesk("export", "--out", "dataset", *args, cwd=tmp_path, cache_dir=cache_dir)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "dataset").exists()
+
+
+async def test_an_empty_export_says_why_on_the_command_line(repository: Repository, tmp_path: Path, cache_dir: Path) -> None:
+    """After a first console session nobody has consented yet: the export says so, and what to do."""
+    for output in ("Oat milk that foams.", "Oat milk, again."):
+        draft = await repository.create_draft(
+            task="ad", inputs={"product": "oat milk"}, system_prompt="s", user_prompt="u", template_version="ad-v1",
+            model="m", quantization="nf4", sampling={}, seed=0, author_id="console:alice")
+        await repository.finish_draft(draft.id, output=output, prompt_tokens=1, completion_tokens=1, latency_ms=1,
+                                      ttft_ms=1)
+    exported = copydesk("export", "--out", "dataset", cwd=tmp_path, cache_dir=cache_dir)
+    assert exported.returncode == 0, exported.stderr
+    assert "0 drafts read\nleft out: 2 drafts (2 no consent)\ntraining use is opt-in: members allow it with /privacy" \
+           in exported.stdout
+    assert "training_consent_default = true" in exported.stdout

@@ -108,3 +108,21 @@ async def test_the_configured_attachment_limit_applies_under_discords(
     message = await run_export(fake, "mia", format="raw")
     assert not message["attachments"] and "copydesk export --out dataset --guild" in message["content"]
     assert "--format raw" in message["content"]
+
+
+async def test_the_export_says_how_many_drafts_each_rule_left_out(
+    fake: FakeDiscord, bot: CopydeskBot, repository: Repository
+) -> None:
+    guild_id = str(fake.guild.id)
+    await seed(repository, guild_id)
+    draft = await repository.create_draft(
+        task="ad", inputs={"product": "tent"}, system_prompt="You write ads.", user_prompt="Write an ad for a tent.",
+        template_version="ad-v1", model="SmolLM2-135M-Instruct", quantization="nf4", sampling={}, seed=0,
+        author_id="never-chose", guild_id=guild_id)
+    await repository.finish_draft(draft.id, output="A tent.", prompt_tokens=1, completion_tokens=1, latency_ms=1,
+                                  ttft_ms=1)
+    message = await run_export(fake, "mia", format="raw")
+    assert "- left out: 1 draft (1 no consent)\nTraining use is opt-in: members allow it with `/privacy show`." \
+           in message["content"], "the draft of another server is not counted"
+    card = zipped_files(fake, message)["README.md"]
+    assert "| no consent | 1 |" in card and "| outside the filters | 0 |" in card

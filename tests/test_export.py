@@ -128,7 +128,7 @@ async def test_filters_choose_the_drafts_and_the_rules_choose_the_rows(
     assert draft_ids(read(tmp_path / "votes", "sft")) == [blog.id], "other_model's mean rating 1/3 is under 0.5"
     await exporter.export(tmp_path / "lenient", rating_threshold=0.0, formats=("sft",))
     assert draft_ids(read(tmp_path / "lenient", "sft")) == everyone, "a mean rating of 0 reaches a threshold of 0"
-    assert summary.kto_balance() == (2, 0)
+    assert summary.balance("kto") == (2, 0)
 
 
 async def test_the_split_never_shares_a_prompt_and_is_the_same_every_time(
@@ -217,7 +217,7 @@ async def test_the_card_says_what_is_in_the_files_and_how_it_was_chosen(
                                     min_votes=1, rating_threshold=0.5)
     card = (tmp_path / "README.md").read_text()
 
-    assert summary.kto_balance() == (5, 2)
+    assert summary.balance("kto") == (5, 2)
     assert "| `kto` | ad | good | 4 |" in card and "| `kto` | ad | bad | 2 |" in card and "| `kto` | blog | good | 1 |" in card
     assert "| `sft` | ad | rated | 4 |" in card and "| `raw` | blog | rated | 1 |" in card
     assert "5 good (71%) and 2 bad (29%)" in card and "`desirable_weight=1`, `undesirable_weight=2.5`" in card
@@ -272,7 +272,7 @@ async def test_exported_files_pass_trl_dataset_preparation_on_the_embedded_model
                      votes=(-1,))
         await repository.add_improvement(original.id, "dave", f"Puddles fear these boots ({index}).")
     summary = await exporter.export(tmp_path / "dataset")
-    assert summary.count("sft") == 8 and summary.count("dpo") == 8 and summary.kto_balance() == (4, 4)
+    assert summary.count("sft") == 8 and summary.count("dpo") == 8 and summary.balance("kto") == (4, 4)
 
     folder = resolve_model("", cache_dir).location
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -324,3 +324,42 @@ async def test_a_failed_export_writes_no_card(repository: Repository, tmp_path: 
     with pytest.raises(ValueError, match="a pseudonym key must not be empty"):
         await keyless.export(tmp_path / "out")
     assert not (tmp_path / "out" / "README.md").exists(), "no card claims a dataset that was not finished"
+
+
+async def test_each_rule_says_how_many_drafts_it_left_out(repository: Repository, tmp_path: Path) -> None:
+    """Consent is opt-in: an export that reads nothing says which rule kept each draft out, in its report and card."""
+    exporter = DraftService(repository, None, Policy(member_key=KEY, consent_default=False))
+    await repository.set_consent("alice", True)
+    await stored(repository, "Kept.", votes=(1,))
+    await stored(repository, "A blog post, outside the filters.", task="blog")
+    failed = await repository.create_draft(task="ad", inputs={}, system_prompt=SYSTEM, user_prompt="u", author_id="alice",
+                                           template_version="ad-v1", model="m", quantization="nf4", sampling={}, seed=0)
+    await repository.fail_draft(failed.id, "boom")
+    removed = await stored(repository, "Removed.")
+    flag = await repository.add_flag(removed.id, "off-brand", member_id="rater-0")
+    await repository.resolve_flag(flag.id, moderator_id="mod", uphold=True)
+    held = await stored(repository, "Held.")
+    await repository.add_flag(held.id, "held automatically: personal data", source="auto")
+    await stored(repository, "By carol, who asked for erasure.", author="carol")
+    await exporter.privacy.erase(Member("carol"))
+    await stored(repository, "By carol again, after her erasure.", author="carol")
+    bobs = await stored(repository, "By bob, who never chose.", author="bob")
+    await stored(repository, "Alice regenerated bob's request.", parent=bobs)
+    await stored(repository, "By dave, who refused.", author="dave")
+    await repository.set_consent("dave", False)
+
+    summary = await exporter.export(tmp_path / "out", filters=FeedbackFilter(tasks=("ad",)), formats=("raw",))
+
+    assert summary.drafts == 1 and summary.exclusions is not None
+    assert {str(reason): count for reason, count in summary.exclusions.counts.items()} == {
+        "outside the filters": 1, "unfinished": 1, "removed by a moderator": 1, "awaiting review": 1, "erased": 1,
+        "no consent": 3}
+    assert "left out: 8 drafts (1 outside the filters, 1 unfinished, 1 removed by a moderator, 1 awaiting review, " \
+           "1 erased, 3 no consent)" in summary.lines()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| no consent | 3 | their author has not allowed training use (it is opt-in) |" in card
+    assert "| awaiting review | 1 |" in card and "| outside the filters | 1 |" in card
+
+    everything = await exporter.export(tmp_path / "all", formats=("raw",), filters=FeedbackFilter(guild_id="elsewhere"))
+    assert everything.exclusions is not None and everything.exclusions.total == 0, "another server's drafts: not counted"
+    assert "left out: no draft" in everything.lines()

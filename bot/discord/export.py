@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import shutil
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from bot.discord.context import service_of
 from bot.discord.errors import report
 from bot.discord.review import require_moderator
 from generation import TASKS, InputError
-from storage import EXPORT_FORMATS, DatasetSummary, FeedbackFilter
+from storage import EXPORT_FORMATS, DatasetSummary, FeedbackFilter, Reason, formats_list
+from storage.atomic import replacing, scratch_folder
 
 ARCHIVE = "copydesk-export"
 MB = 1024 * 1024
@@ -38,7 +40,7 @@ def _date(value: str | None, option: str) -> datetime | None:
         raise InputError(f"{option}: write a date as YYYY-MM-DD, e.g. 2026-11-01 (got {value!r})") from None
 
 
-def cli_command(guild_id: int, options: dict[str, object]) -> str:
+def cli_command(guild_id: int, options: Mapping[str, object]) -> str:
     """The `copydesk export` command line that writes the same dataset."""
     words = ["copydesk", "export", "--out", "dataset", "--guild", str(guild_id)]
     for name, value in options.items():
@@ -48,14 +50,19 @@ def cli_command(guild_id: int, options: dict[str, object]) -> str:
 
 
 def _zip(folder: Path) -> Path:
-    return Path(shutil.make_archive(str(folder.parent / ARCHIVE), "zip", folder))
+    """The folder's files in one zip beside it, which appears only once it is whole."""
+    archive = folder.with_name(f"{folder.name}.zip")
+    with replacing(archive) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.iterdir()):
+            zipped.write(path, path.name)
+    return archive
 
 
 @app_commands.command(name="export", description="Moderators: this server's rated drafts as a training dataset (zip)")
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_messages=True)
 @app_commands.describe(
-    format="One format, or all (sft, dpo, kto and raw)", since="Drafts created on or after this date (YYYY-MM-DD, UTC)",
+    format=f"One format, or all ({formats_list()})", since="Drafts created on or after this date (YYYY-MM-DD, UTC)",
     until="Drafts created before this date (YYYY-MM-DD, UTC)", task="Only this task", model="Only drafts of this model",
     template_version="Only this prompt template version, e.g. ad-v1", min_votes="Votes a rating needs to count",
     min_rating="Mean rating (-1 to 1) a draft needs for SFT", test_fraction="Share of prompts in the test split")
@@ -86,8 +93,8 @@ async def export(
     await interaction.response.defer(ephemeral=True, thinking=True)
     formats = EXPORT_FORMATS if format == "all" else (format,)
     try:
-        with tempfile.TemporaryDirectory(prefix="copydesk-export-") as temporary:
-            folder = Path(temporary) / ARCHIVE
+        with scratch_folder(Path(tempfile.gettempdir()), ARCHIVE) as temporary:
+            folder = temporary / ARCHIVE
             summary = await service_of(interaction).export(folder, formats=formats, filters=filters,
                                                            rating_threshold=min_rating, min_votes=min_votes,
                                                            test_fraction=test_fraction)
@@ -114,5 +121,11 @@ def _size(count: int) -> str:
     return f"{count / MB:.1f} MB" if count >= MB // 10 else f"{count / 1024:.0f} KB"
 
 
+CONSENT_HINT = "Training use is opt-in: members allow it with `/privacy show`."
+
+
 def _report(summary: DatasetSummary) -> str:
-    return "📦 **Dataset export**\n" + "\n".join(f"- {line}" for line in summary.lines())
+    text = "📦 **Dataset export**\n" + "\n".join(f"- {line}" for line in summary.lines())
+    if summary.exclusions is not None and summary.exclusions.counts.get(Reason.NO_CONSENT):
+        text += f"\n{CONSENT_HINT}"
+    return text

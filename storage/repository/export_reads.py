@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.errors import StorageError
+from storage.exclusions import Exclusions, count_exclusions
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import Draft, DraftStatus, Erasure, Flag, FlagStatus, Rating
 from storage.pseudonyms import member_hash, pseudonym
@@ -24,6 +25,14 @@ class ExportReadsRepository(RepositoryBase):
         query = select(func.count()).select_from(Draft).where(*_exportable(filters))
         async with self._sessions() as session:
             return (await session.scalar(query)) or 0
+
+    async def count_exclusions(
+        self, filters: FeedbackFilter = FeedbackFilter(), *, consent_default: bool = False,
+        pseudonym_key: bytes | None = None,
+    ) -> Exclusions:
+        """How many drafts each of iter_feedback's rules leaves out (storage.exclusions counts them)."""
+        return await count_exclusions(self._sessions, filters, exportable=_exportable, training_use=TrainingUse.load,
+                                      consent_default=consent_default, pseudonym_key=pseudonym_key)
 
     async def iter_feedback(
         self,
@@ -103,18 +112,7 @@ class ExportReadsRepository(RepositoryBase):
 def _exportable(filters: FeedbackFilter) -> list[ColumnElement[bool]]:
     """Finished, not removed, not held back by an open or upheld flag, and within the filters."""
     held_back = exists().where(Flag.draft_id == Draft.id, Flag.status.in_((FlagStatus.OPEN, FlagStatus.UPHELD)))
-    conditions: list[ColumnElement[bool]] = [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None), ~held_back]
-    if filters.since is not None:
-        conditions.append(Draft.created_at >= filters.since)
-    if filters.until is not None:
-        conditions.append(Draft.created_at < filters.until)
-    if filters.guild_id is not None:
-        conditions.append(Draft.guild_id == filters.guild_id)
-    for column, wanted in ((Draft.task, filters.tasks), (Draft.model, filters.models),
-                           (Draft.template_version, filters.template_versions)):
-        if wanted:
-            conditions.append(column.in_(wanted))
-    return conditions
+    return [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None), ~held_back, *filters.conditions()]
 
 
 async def _votes(session: AsyncSession, draft_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
