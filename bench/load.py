@@ -39,12 +39,12 @@ for path in (ROOT, ROOT / "tests"):  # run as `python bench/load.py`; the fake D
         sys.path.insert(0, str(path))
 
 from bench.engine import LoopLag  # noqa: E402
+from bot.config import EngineSettings, ModerationSettings  # noqa: E402
 from bot.discord.drafting import HELD  # noqa: E402
 from bot.service import DraftService, Policy  # noqa: E402
 from discord_harness import finished, start_bot, stop_bot  # noqa: E402
 from fake_discord import FakeDiscord, Interaction  # noqa: E402
 from generation import EngineConfig, LocalEngine, resolve_model  # noqa: E402
-from generation.safety import SafetyPolicy  # noqa: E402
 from storage import Repository, open_database  # noqa: E402
 
 DISCORD_WINDOW_S = 3.0
@@ -162,7 +162,8 @@ async def run_load(args: argparse.Namespace, engine: LocalEngine) -> dict[str, A
         database = await open_database(f"sqlite+aiosqlite:///{database_path}")
         repository = Repository(database)
         # The production limits; personal-data checks off, so sampled digits do not hold drafts at random.
-        policy = Policy(max_new_tokens=args.max_new_tokens, member_key=b"load", safety=SafetyPolicy(detect_personal_data=False))
+        policy = Policy(engine=EngineSettings(max_new_tokens=args.max_new_tokens), member_key=b"load",
+                        moderation=ModerationSettings(detect_personal_data=False))
         service = DraftService(repository, engine, policy)
         out = Outcomes()
         try:
