@@ -34,18 +34,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "tests"):  # run as `python bench/load.py`; the fake Discord lives with the tests
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:  # run as `python bench/load.py` from anywhere; the fake Discord is in support/
+    sys.path.insert(0, str(ROOT))
 
 from bench.engine import LoopLag  # noqa: E402
 from bot.config import EngineSettings, ModerationSettings  # noqa: E402
 from bot.discord.drafting import HELD  # noqa: E402
 from bot.service import DraftService, Policy  # noqa: E402
-from discord_harness import finished, start_bot, stop_bot  # noqa: E402
-from fake_discord import FakeDiscord, Interaction  # noqa: E402
 from generation import EngineConfig, LocalEngine, resolve_model  # noqa: E402
 from storage import Repository, open_database  # noqa: E402
+from support.discord_harness import finished, start_bot, stop_bot  # noqa: E402
+from support.fake_discord import FakeDiscord, Interaction  # noqa: E402
 
 DISCORD_WINDOW_S = 3.0
 DRAFT_HEADER = re.compile(r"-# draft #(\d+) ")

@@ -12,10 +12,10 @@ import pytest
 from bot.config import EngineSettings, ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService, Policy
-from discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from generation import EngineConfig, LocalEngine, resolve_model
 from storage import Database, Repository, open_database
+from support.discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 # Small budgets keep the suite to minutes on 2 CPU cores; the code path is the production one.
 TEST_MAX_NEW_TOKENS = 24

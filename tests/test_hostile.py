@@ -24,11 +24,11 @@ from bot.discord.review import REMOVED, post_for_review
 from bot.moderation import ModerationError
 from bot.service import DraftProgress, DraftService, Member, Policy
 from conftest import rows
-from discord_harness import DEFERRED, EPHEMERAL, finished, run_command, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from generation import TASKS
 from storage import EXPORT_FORMATS, DraftNotFound, DraftStatus, Repository
 from storage.dataset import file_name
+from support.discord_harness import DEFERRED, EPHEMERAL, finished, run_command, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ from bot.discord.client import CopydeskBot
 from bot.discord.drafting import HELD
 from bot.discord.review import REMOVED
 from bot.service import DraftService, Policy
-from discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from storage import DraftStatus, Repository
+from support.discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 UPDATE_MESSAGE = 7

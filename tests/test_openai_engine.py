@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bench.served import ServerDidNotStart, free_port, transformers_serve
 from bot.config import EngineSettings
 from bot.service import DraftService, Member, Policy
 from generation import (
@@ -26,6 +25,7 @@ from generation import (
 )
 from generation.openai_engine import OpenAIEngine
 from storage import DraftStatus, Repository
+from support.served import ServerDidNotStart, free_port, transformers_serve
 
 SHORT = Sampling(max_new_tokens=16, temperature=0.7, top_p=0.9, top_k=50)
 LONG = Sampling(max_new_tokens=200, temperature=0.7, top_p=0.9, top_k=50)
