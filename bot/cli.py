@@ -20,12 +20,14 @@ from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
-from bot.service import Member, ServiceError
-from generation import TASKS, Field, GenerationError, InputError, Task, get_task
+from bot.errors import MEMBER_ERRORS
+from bot.service import Member
+from generation import TASKS, Field, GenerationError, Task, get_task
 from storage import EXPORT_FORMATS, DraftStatus, FeedbackFilter, StorageError, backup_database, restore_database
 from storage.dataset import CARD
 
-USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
+# Beyond the member's own mistakes, the operator at the command line can fix the config, the database and the model.
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (*MEMBER_ERRORS, ConfigError, StorageError, GenerationError)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ def _user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into a one-line message instead of a traceback."""
     try:
         yield
-    except USER_ERRORS as error:
+    except OPERATOR_ERRORS as error:
         raise click.ClickException(str(error)) from None
 
 

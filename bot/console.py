@@ -16,9 +16,10 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from bot.service import DraftProgress, DraftService, Member, ServiceError
+from bot.errors import MEMBER_ERRORS
+from bot.service import DraftProgress, DraftService, Member
 from generation import TASKS, InputError, Task
-from storage import Draft, DraftStatus, StorageError
+from storage import Draft, DraftStatus
 
 ReadLine = Callable[[str], Awaitable[str | None]]
 PREVIEW_CHARS = 60
@@ -50,7 +51,7 @@ class Console:
             return True
         try:
             return await self._dispatch(words)
-        except (InputError, ServiceError, StorageError) as error:
+        except MEMBER_ERRORS as error:
             self._say(f"error: {error}")
             return True
 
