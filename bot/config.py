@@ -166,6 +166,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.envi
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a folder, or a device such as /dev/zero that never ends
+        raise ConfigError(f"cannot read config file {path}: it is not a regular file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
