@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.served import ServeOptions, transformers_serve  # noqa: E402
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,
@@ -47,6 +46,7 @@ from generation import (  # noqa: E402
 from generation.loading import QUANTIZATIONS, LoadedModel, load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 from generation.openai_engine import OpenAIEngine  # noqa: E402
+from support.served import ServeOptions, transformers_serve  # noqa: E402
 
 T = TypeVar("T")
 

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/export.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bot.config import PrivacySettings  # noqa: E402
 from bot.service import DraftService, Policy  # noqa: E402
 from storage import Consent, Draft, Flag, Improvement, Rating, Repository, open_database  # noqa: E402
 
@@ -124,7 +125,8 @@ def export_once(database: Path, out: Path) -> dict[str, Any]:
     """Run in its own process: the export as the CLI runs it, timed, with its memory high-water mark."""
     async def run() -> dict[str, Any]:
         db = await open_database(f"sqlite+aiosqlite:///{database}")
-        service = DraftService(Repository(db), None, Policy(member_key=b"bench key", consent_default=True))
+        service = DraftService(Repository(db), None, Policy(member_key=b"bench key",
+                                                            privacy=PrivacySettings(training_consent_default=True)))
         await service.count_for_export()
         before = rss_mb()
         started = time.perf_counter()

@@ -34,18 +34,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "tests"):  # run as `python bench/load.py`; the fake Discord lives with the tests
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:  # run as `python bench/load.py` from anywhere; the fake Discord is in support/
+    sys.path.insert(0, str(ROOT))
 
 from bench.engine import LoopLag  # noqa: E402
+from bot.config import EngineSettings, ModerationSettings  # noqa: E402
 from bot.discord.drafting import HELD  # noqa: E402
 from bot.service import DraftService, Policy  # noqa: E402
-from discord_harness import finished, start_bot, stop_bot  # noqa: E402
-from fake_discord import FakeDiscord, Interaction  # noqa: E402
 from generation import EngineConfig, LocalEngine, resolve_model  # noqa: E402
-from generation.safety import SafetyPolicy  # noqa: E402
 from storage import Repository, open_database  # noqa: E402
+from support.discord_harness import finished, start_bot, stop_bot  # noqa: E402
+from support.fake_discord import FakeDiscord, Interaction  # noqa: E402
 
 DISCORD_WINDOW_S = 3.0
 DRAFT_HEADER = re.compile(r"-# draft #(\d+) ")
@@ -162,7 +161,8 @@ async def run_load(args: argparse.Namespace, engine: LocalEngine) -> dict[str, A
         database = await open_database(f"sqlite+aiosqlite:///{database_path}")
         repository = Repository(database)
         # The production limits; personal-data checks off, so sampled digits do not hold drafts at random.
-        policy = Policy(max_new_tokens=args.max_new_tokens, member_key=b"load", safety=SafetyPolicy(detect_personal_data=False))
+        policy = Policy(engine=EngineSettings(max_new_tokens=args.max_new_tokens), member_key=b"load",
+                        moderation=ModerationSettings(detect_personal_data=False))
         service = DraftService(repository, engine, policy)
         out = Outcomes()
         try:

@@ -12,32 +12,13 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.keys import member_key
-from bot.service import INTERRUPTED_BY_RESTART, DraftService, Limits, Policy
+from bot.service import INTERRUPTED_BY_RESTART, DraftService, Policy
 from generation import Engine, EngineConfig, LocalEngine, resolve_model
 from generation.openai_engine import OpenAIEngine
-from generation.safety import SafetyPolicy
 from storage import Repository, open_database
 
 API_KEY_VARIABLE = "COPYDESK_OPENAI_API_KEY"
 log = logging.getLogger("copydesk")
-
-
-def policy_from(settings: Settings) -> Policy:
-    moderation = settings.moderation
-    return Policy(
-        max_new_tokens=settings.engine.max_new_tokens,
-        rating_threshold=settings.export.rating_threshold,
-        min_votes=settings.export.min_votes,
-        test_fraction=settings.export.test_fraction,
-        safety=SafetyPolicy(blocked_terms=moderation.blocked_terms,
-                            detect_personal_data=moderation.detect_personal_data,
-                            detect_prompt_leak=moderation.detect_prompt_leak),
-        consent_default=settings.privacy.training_consent_default,
-        pseudonymize=settings.privacy.pseudonymize,
-        member_key=member_key(Path(settings.storage.data_dir).expanduser()),
-        limits=Limits(**settings.limits.model_dump()),
-        timeout_s=settings.engine.timeout_s,
-    )
 
 
 async def start_engine(settings: Settings) -> Engine:
@@ -83,7 +64,8 @@ async def open_service(
                 log.warning("%d draft(s) a previous run left unfinished are marked interrupted", interrupted)
             engine = await start_engine(settings)
             opened.push_async_callback(engine.close)
-        service = DraftService(repository, engine, policy_from(settings))
+        policy = Policy.of(settings, member_key(Path(settings.storage.data_dir).expanduser()))
+        service = DraftService(repository, engine, policy)
         if serve_metrics and settings.metrics.port:
             opened.enter_context(service.metrics.serve(settings.metrics.host, settings.metrics.port))
             watcher = asyncio.create_task(service.metrics.watch_loop())

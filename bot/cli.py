@@ -10,7 +10,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import discord
@@ -20,8 +20,9 @@ from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
-from bot.service import Member, ServiceError
-from generation import TASKS, Field, GenerationError, InputError, Task, get_task
+from bot.errors import MEMBER_ERRORS
+from bot.service import Member
+from generation import TASKS, Field, GenerationError, Task, get_task
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -36,23 +37,51 @@ from storage import (
 )
 from storage.card import CARD
 
-USER_ERRORS = (ConfigError, InputError, GenerationError, StorageError, ServiceError)
+# Beyond the member's own mistakes, the operator at the command line can fix the config, the database,
+# the model and the files it names (a folder it may not write, a full disk).
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (*MEMBER_ERRORS, ConfigError, StorageError, GenerationError, OSError)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 T = TypeVar("T")
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into a one-line message instead of a traceback."""
+def _user_errors(writing: Path | None = None) -> Iterator[None]:
+    """Turn the errors a user can fix into a one-line message instead of a traceback; a file
+    error names `writing`, what the command was writing, as well as the file the system names."""
     try:
         yield
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from None
+    except OPERATOR_ERRORS as error:
+        raise click.ClickException(_one_line(error, writing)) from None
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    with _user_errors():
+def _one_line(error: Exception, writing: Path | None) -> str:
+    if not isinstance(error, OSError) or not error.strerror:
+        return str(error)
+    if writing is None:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    named = f" ({error.filename})" if error.filename and str(error.filename) != str(writing) else ""
+    return f"cannot write {writing}: {error.strerror}{named}"
+
+
+def _run(coroutine: Coroutine[Any, Any, T], writing: Path | None = None) -> T:
+    with _user_errors(writing):
         return asyncio.run(coroutine)
+
+
+class _Path(click.Path):
+    """click's Path, refusing an empty name (click would read it as the current folder) and, where a
+    file is asked for, anything that is not a regular file (a device such as /dev/full, a pipe)."""
+
+    def __init__(self, *, file_okay: bool = True, dir_okay: bool = True) -> None:
+        super().__init__(path_type=Path, file_okay=file_okay, dir_okay=dir_okay)
+
+    def convert(self, value: Any, param: click.Parameter | None, context: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the path is empty", param, context)
+        path = cast(Path, super().convert(value, param, context))
+        if not self.dir_okay and path.exists() and not path.is_file():
+            self.fail(f"{path} is not a regular file", param, context)
+        return path
 
 
 def _settings(context: click.Context) -> Settings:
@@ -61,7 +90,7 @@ def _settings(context: click.Context) -> Settings:
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--config", "config_path", type=_Path(dir_okay=False),
               help="TOML config file (default: ./config.toml if present, or $COPYDESK_CONFIG).")
 @click.pass_context
 def main(context: click.Context, config_path: Path | None) -> None:
@@ -197,7 +226,7 @@ def status(context: click.Context) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--out", type=_Path(file_okay=False), required=True,
               help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
 @click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
               help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
@@ -219,6 +248,9 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
            tasks: tuple[str, ...], guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
            min_votes: int | None, min_rating: float | None, test_fraction: float | None, progress: bool | None) -> None:
     """Write the team's rated drafts and improvements as a training dataset (SFT, DPO, KTO, raw) with its card."""
+    if since is not None and until is not None and since >= until:
+        raise click.UsageError(f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}): "
+                               "no draft can match", context)
     settings = _settings(context)
     filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
                              template_versions=template_versions)
@@ -236,7 +268,7 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
             click.echo(hint)
         click.echo(f"wrote {out} (dataset card: {out / CARD})")
 
-    _run(write())
+    _run(write(), writing=out)
 
 
 CONSENT_HINT = (
@@ -253,7 +285,7 @@ def _consent_hint(summary: DatasetSummary) -> str | None:
 
 
 @main.command()
-@click.argument("destination", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("destination", type=_Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it already exists.")
 @click.pass_context
 def backup(context: click.Context, destination: Path, force: bool) -> None:
@@ -265,7 +297,7 @@ def backup(context: click.Context, destination: Path, force: bool) -> None:
 
 
 @main.command()
-@click.argument("backup_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("backup_file", type=_Path(dir_okay=False))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def restore(context: click.Context, backup_file: Path, yes: bool) -> None:

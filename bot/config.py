@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.metrics import is_loopback
+from generation.safety import SafetyPolicy
 
 ENV_PREFIX = "COPYDESK_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -50,7 +51,6 @@ class EngineSettings(_Section):
     shutdown_grace_s: float = Field(default=30.0, ge=0)  # on SIGTERM, how long running drafts may take to finish
 
 
-
 class StorageSettings(_Section):
     data_dir: str = "data"
     url: str = ""
@@ -80,6 +80,11 @@ class ModerationSettings(_Section):
     blocked_terms: tuple[str, ...] = ()
     detect_personal_data: bool = True
     detect_prompt_leak: bool = True
+
+    def safety_policy(self) -> SafetyPolicy:
+        """The automatic output checks, as the generation layer takes them."""
+        return SafetyPolicy(blocked_terms=self.blocked_terms, detect_personal_data=self.detect_personal_data,
+                            detect_prompt_leak=self.detect_prompt_leak)
 
 
 class PrivacySettings(_Section):
@@ -161,6 +166,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.envi
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a folder, or a device such as /dev/zero that never ends
+        raise ConfigError(f"cannot read config file {path}: it is not a regular file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

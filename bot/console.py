@@ -3,7 +3,7 @@
     /draft ad product:"…" audience:"…" tone:"…"
     /write blog topic:"…"          /summarize text:"…"
     /rate up|down [#id]   /regenerate [#id]   /improve [#id] [text:"…"]   /flag [#id] reason:"…"
-    /list [n]   /show [#id]   /help   /quit
+    /list [n]   /show [#id]   /privacy [show|allow|deny|delete]   /help   /quit
 
 A command without #id acts on the last draft shown. Ctrl-C while a draft streams cancels it.
 """
@@ -16,9 +16,10 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from bot.service import DraftProgress, DraftService, Member, ServiceError
+from bot.errors import MEMBER_ERRORS
+from bot.service import DraftProgress, DraftService, Member
 from generation import TASKS, InputError, Task
-from storage import Draft, DraftStatus, StorageError
+from storage import Draft, DraftStatus
 
 ReadLine = Callable[[str], Awaitable[str | None]]
 PREVIEW_CHARS = 60
@@ -50,7 +51,7 @@ class Console:
             return True
         try:
             return await self._dispatch(words)
-        except (InputError, ServiceError, StorageError) as error:
+        except MEMBER_ERRORS as error:
             self._say(f"error: {error}")
             return True
 
@@ -77,6 +78,8 @@ class Console:
             text = _fields(_named(args)).get("text") or await self._ask("improved version> ")
             await self._service.improve(self._member, self._target(args), text)
             self._say("saved your improved version — thank you, it is the best training data there is.")
+        elif command == "/privacy":
+            await self._privacy(args[0] if args else "show")
         elif command == "/flag":
             reason = _fields(_named(args)).get("reason") or await self._ask("reason> ")
             await self._service.flag(self._member, self._target(args), reason)
@@ -91,6 +94,31 @@ class Console:
             raise InputError("say /rate up or /rate down")
         ups, downs = await self._service.rate(self._member, self._target(args), choice == "up")
         self._say(f"rated {choice} — now 👍 {ups} · 👎 {downs}")
+
+    async def _privacy(self, action: str) -> None:
+        """What is stored about the member (here the operator), consent to training use, erasure."""
+        privacy = self._service.privacy
+        if action == "show":
+            summary = await privacy.summary(self._member)
+            counts = ", ".join(f"{count} {kind}" for kind, count in summary.stored.items())
+            use = "may" if summary.training_use else "may not"
+            source = "your choice" if summary.chosen else "the configured default, privacy.training_consent_default"
+            self._say(f"stored about you: {counts}\nyour drafts {use} be used as training data ({source}) — "
+                      "/privacy allow · /privacy deny · /privacy delete")
+        elif action in ("allow", "deny"):
+            await privacy.set_training_use(self._member, action == "allow")
+            self._say("your drafts may now be used as training data." if action == "allow"
+                      else "your drafts will not be used as training data.")
+        elif action == "delete":
+            answer = await self._ask("this erases every prompt, draft, rating, improvement and flag of yours, now and "
+                                     "from every later export; it cannot be undone. Type yes to erase> ")
+            if answer.strip().casefold() != "yes":
+                self._say("nothing was erased.")
+                return
+            removed = await privacy.erase(self._member)
+            self._say("erased " + ", ".join(f"{count} {kind}" for kind, count in removed.items()) + ".")
+        else:
+            raise InputError("say /privacy show, /privacy allow, /privacy deny or /privacy delete")
 
     async def _stream(self, draft: Draft) -> None:
         self._last_draft = draft.id

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bot.config import EngineSettings, ExportSettings, LimitSettings, ModerationSettings, PrivacySettings, Settings
 from bot.errors import ServiceError
 from bot.metrics import Metrics
 from bot.moderation import Moderation
@@ -70,15 +71,6 @@ class Member:
     channel_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How much one member, and everyone together, may have waiting; 0 switches a limit off."""
-
-    waiting_per_member: int = 3
-    per_member_per_minute: int = 10
-    waiting: int = 100
-
-
 class LimitReached(ServiceError):
     """Over a limit: the message says which, and when to try again; nothing was stored."""
 
@@ -89,18 +81,29 @@ class ShuttingDown(ServiceError):
 
 @dataclass(frozen=True)
 class Policy:
-    """The deployment's rules, from configuration."""
+    """The deployment's rules: the sections of the settings the use cases read, whole (each key and
+    its default lives in bot/config.py only), and the key derived from the data folder."""
 
-    max_new_tokens: int = 0  # a cap on every task's own budget; 0 keeps them
-    rating_threshold: float = 0.5
-    min_votes: int = 1  # votes a rating needs to count in an export
-    test_fraction: float = 0.1  # share of prompts exported as the test split
-    safety: SafetyPolicy = SafetyPolicy()
-    consent_default: bool = False
-    pseudonymize: bool = True
+    engine: EngineSettings = EngineSettings()
+    export: ExportSettings = ExportSettings()
+    limits: LimitSettings = LimitSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    privacy: PrivacySettings = PrivacySettings()
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
-    limits: Limits = Limits()
-    timeout_s: float = 300.0  # a draft still unfinished after this long is stopped and marked failed
+
+    @classmethod
+    def of(cls, settings: Settings, member_key: bytes) -> Policy:
+        return cls(engine=settings.engine, export=settings.export, limits=settings.limits,
+                   moderation=settings.moderation, privacy=settings.privacy, member_key=member_key)
+
+    @property
+    def safety(self) -> SafetyPolicy:
+        return self.moderation.safety_policy()
+
+    @property
+    def timeout_s(self) -> float:
+        """A draft still unfinished after this long is stopped and marked failed."""
+        return self.engine.timeout_s
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class DraftService:
         self._interrupting: set[int] = set()  # drafts stopped because the process is stopping
         self._closing = False
         self.moderation = Moderation(repository)
-        self.privacy = Privacy(repository, policy.member_key, consent_default=policy.consent_default)
+        self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
 
     @property
     def engine(self) -> Engine:
@@ -189,7 +192,7 @@ class DraftService:
                 template_version=task.template_version,
                 model=info.name,
                 quantization=info.quantization,
-                sampling=task.sampling.capped(self._policy.max_new_tokens).as_dict(),
+                sampling=task.sampling.capped(self._policy.engine.max_new_tokens).as_dict(),
                 seed=info.seed,
                 author_id=member.id,
                 guild_id=member.guild_id,
@@ -386,16 +389,16 @@ class DraftService:
         checks and file writes run in a worker thread a batch at a time, so the loop stays free.
         `progress` is told how many drafts each page read (of `count_for_export`'s total).
         """
-        policy = self._policy
+        exports, privacy = self._policy.export, self._policy.privacy
         options = DatasetOptions(
             formats=formats,
-            rules=RowRules(threshold=policy.rating_threshold if rating_threshold is None else rating_threshold,
-                           min_votes=policy.min_votes if min_votes is None else min_votes),
-            test_fraction=policy.test_fraction if test_fraction is None else test_fraction,
+            rules=RowRules(threshold=exports.rating_threshold if rating_threshold is None else rating_threshold,
+                           min_votes=exports.min_votes if min_votes is None else min_votes),
+            test_fraction=exports.test_fraction if test_fraction is None else test_fraction,
         )
         records = self._repository.iter_feedback(
-            filters=filters, consent_default=policy.consent_default, pseudonym_key=policy.member_key,
-            pseudonymize=policy.pseudonymize, on_page=progress,
+            filters=filters, consent_default=privacy.training_consent_default, pseudonym_key=self._policy.member_key,
+            pseudonymize=privacy.pseudonymize, on_page=progress,
         )
         writer = await asyncio.to_thread(DatasetWriter, folder, options, filters)
         batch: list[FeedbackRecord] = []

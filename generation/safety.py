@@ -19,9 +19,11 @@ CODE_WORD = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]{4,}(?![\w
 
 @dataclass(frozen=True)
 class SafetyPolicy:
-    blocked_terms: tuple[str, ...] = ()
-    detect_personal_data: bool = True
-    detect_prompt_leak: bool = True
+    """Which checks run; no defaults here: the deployment's come from its settings (bot/config.py)."""
+
+    blocked_terms: tuple[str, ...]
+    detect_personal_data: bool
+    detect_prompt_leak: bool
 
 
 def review_reasons(text: str, system_prompt: str, policy: SafetyPolicy) -> list[str]:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import EngineSettings, ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService, Policy
-from discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from generation import EngineConfig, LocalEngine, resolve_model
-from generation.safety import SafetyPolicy
 from storage import Database, Repository, open_database
+from support.discord_harness import assert_nothing_the_model_wrote_pings, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 # Small budgets keep the suite to minutes on 2 CPU cores; the code path is the production one.
 TEST_MAX_NEW_TOKENS = 24
@@ -59,14 +59,15 @@ def repository(database: Database) -> Repository:
 
 # Sampled drafts sometimes contain a run of digits that reads as a phone number; tests that are
 # not about the automatic checks must not depend on that luck (test_safety and test_moderation are).
-NO_AUTOMATIC_CHECKS = SafetyPolicy(detect_personal_data=False, detect_prompt_leak=False)
+NO_AUTOMATIC_CHECKS = ModerationSettings(detect_personal_data=False, detect_prompt_leak=False)
 NO_AUTOMATIC_CHECKS_ENV = {"COPYDESK_MODERATION__DETECT_PERSONAL_DATA": "false",
                            "COPYDESK_MODERATION__DETECT_PROMPT_LEAK": "false"}
 
 
 @pytest.fixture
 def policy() -> Policy:
-    return Policy(max_new_tokens=TEST_MAX_NEW_TOKENS, member_key=b"test member key", safety=NO_AUTOMATIC_CHECKS)
+    return Policy(engine=EngineSettings(max_new_tokens=TEST_MAX_NEW_TOKENS), moderation=NO_AUTOMATIC_CHECKS,
+                  member_key=b"test member key")
 
 
 @pytest.fixture

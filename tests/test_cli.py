@@ -88,6 +88,34 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
         "README.md", "raw-test.jsonl", "raw-test.parquet", "raw-train.jsonl", "raw-train.parquet"]
 
 
+def test_the_operator_allows_their_own_drafts_as_training_data_and_can_erase_them(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    first = copydesk("console", "--user", "olga", cwd=tmp_path, cache_dir=cache_dir, stdin="\n".join([
+        '/draft ad product:"rain boots" audience:"commuters"', "/rate up", "/privacy", "/privacy allow", "/privacy",
+        "/privacy maybe", "/quit"]))
+    assert first.returncode == 0, first.stderr
+    assert "stored about you: 1 drafts, 1 ratings, 0 improvements, 0 flags" in first.stdout
+    assert ("your drafts may not be used as training data (the configured default, "
+            "privacy.training_consent_default)") in first.stdout
+    assert "your drafts may now be used as training data." in first.stdout
+    assert "your drafts may be used as training data (your choice)" in first.stdout
+    assert "error: say /privacy show, /privacy allow, /privacy deny or /privacy delete" in first.stdout
+    assert rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT member_id, granted FROM consents") == [
+        ("console:olga", 1)]
+    exported = copydesk("export", "--out", "dataset", "--format", "raw", cwd=tmp_path, cache_dir=cache_dir)
+    assert exported.returncode == 0 and "raw: 1 rows" in exported.stdout, exported.stdout + exported.stderr
+
+    second = copydesk("console", "--user", "olga", cwd=tmp_path, cache_dir=cache_dir, stdin="\n".join([
+        "/privacy delete", "no", "/privacy delete", "yes", "/privacy", "/quit"]))
+    assert second.returncode == 0, second.stderr
+    assert "nothing was erased." in second.stdout
+    assert "erased 1 drafts, 1 ratings, 0 improvements, 0 flags." in second.stdout
+    assert "stored about you: 0 drafts, 0 ratings, 0 improvements, 0 flags" in second.stdout
+    assert rows(tmp_path / "data" / "copydesk.sqlite3", "SELECT id FROM drafts") == []
+    assert "Traceback" not in first.stderr + second.stderr
+
+
 def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_dir: Path) -> None:
     result = copydesk("draft", "summary", "--text", "The river flooded the town; everyone was safe.",
                       cwd=tmp_path, cache_dir=cache_dir)

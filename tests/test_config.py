@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,29 @@ def test_no_file_means_working_defaults(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_the_example_file_documents_exactly_the_defaults() -> None:
     assert load_settings(REPO / "config.example.toml", environ={}) == Settings()
+
+
+def keys_named(example: str) -> set[str]:
+    """section.key for every key the example sets, or shows commented out as `# key = …`."""
+    named, section = set(), ""
+    for line in example.splitlines():
+        if header := re.fullmatch(r"\[(\w+)\]\s*", line):
+            section = header[1]
+        elif key := re.match(r"(?:#\s*)?(\w+)\s*=", line):
+            named.add(f"{section}.{key[1]}")
+    return named
+
+
+def test_the_example_file_names_every_key_of_the_settings() -> None:
+    keys = {f"{section}.{key}" for section, values in Settings().model_dump().items() for key in values}
+    named = keys_named((REPO / "config.example.toml").read_text())
+    assert keys - named == set(), "keys of bot/config.py that config.example.toml does not name"
+    assert named - keys == set(), "keys config.example.toml names that bot/config.py does not have"
+
+
+def test_the_example_check_sees_a_missing_key() -> None:
+    assert keys_named('[engine]\nseed = 0\n# timeout_s = 300.0\n[limits]\nwaiting = 1\n') == {
+        "engine.seed", "engine.timeout_s", "limits.waiting"}
 
 
 def test_environment_overrides_file_values(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from bot_process import BotProcess
 from conftest import NO_AUTOMATIC_CHECKS_ENV, rows
-from discord_harness import custom_ids, finished
-from fake_discord import FakeDiscord
-from fake_discord.model import Member
+from support.discord_harness import custom_ids, finished
+from support.fake_discord import FakeDiscord
+from support.fake_discord.model import Member
 
 KILLS = 4
 SEED = 20261128

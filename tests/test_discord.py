@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.served import free_port
-from bot.config import load_settings
+from bot.config import LimitSettings, load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
-from bot.service import DraftProgress, DraftService, Limits, Policy
+from bot.service import DraftProgress, DraftService, Policy
 from conftest import NO_AUTOMATIC_CHECKS_ENV, rows
-from discord_harness import (
+from storage import DraftStatus, Repository
+from support.discord_harness import (
     DEFERRED,
     EPHEMERAL,
     custom_ids,
@@ -27,9 +27,9 @@ from discord_harness import (
     start_bot,
     stop_bot,
 )
-from fake_discord import FakeDiscord
-from fake_discord.model import resolve_mentions
-from storage import DraftStatus, Repository
+from support.fake_discord import FakeDiscord
+from support.fake_discord.model import resolve_mentions
+from support.served import free_port
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 
@@ -350,8 +350,8 @@ async def test_a_member_can_cancel_their_draft_while_it_streams(
 async def test_one_member_flooding_the_queue_does_not_hold_back_another_members_draft(
     fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
 ) -> None:
-    generous = DraftService(repository, engine, replace(policy, limits=Limits(waiting_per_member=0,
-                                                                              per_member_per_minute=0)))
+    generous = DraftService(repository, engine, replace(policy, limits=LimitSettings(waiting_per_member=0,
+                                                                                     per_member_per_minute=0)))
     bot, task = await start_bot(fake, generous)
     try:
         capacity = engine._config.max_concurrent

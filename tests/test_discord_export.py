@@ -13,9 +13,9 @@ import pytest
 from bot.config import ExportSettings
 from bot.discord.client import CopydeskBot, publish_commands
 from bot.service import DraftService
-from discord_harness import EPHEMERAL, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from storage import Repository
+from support.discord_harness import EPHEMERAL, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 DEFERRED = 5
 

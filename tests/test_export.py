@@ -16,18 +16,21 @@ import pytest
 from datasets import load_dataset
 from sqlalchemy import event, update
 
+from bot.config import ExportSettings, PrivacySettings
 from bot.service import DraftService, Member, Policy
 from storage import Database, DatasetOptions, DatasetWriter, Draft, FeedbackFilter, Repository, RowRules
 from storage.dedup import BloomFilter, Deduplicator, Duplicate, digest, normalize
 
 KEY = b"test member key"
+CONSENTING = PrivacySettings(training_consent_default=True)
 SYSTEM = "You write short, vivid ads."
 
 
 @pytest.fixture
 def exporter(repository: Repository) -> DraftService:
     """The service as the CLI uses it: no model, every member consenting unless they say otherwise."""
-    return DraftService(repository, None, Policy(member_key=KEY, consent_default=True, test_fraction=0.0))
+    return DraftService(repository, None, Policy(member_key=KEY, privacy=CONSENTING,
+                                                   export=ExportSettings(test_fraction=0.0)))
 
 
 async def stored(repository: Repository, output: str, *, user: str = "Write an ad for rain boots.", author: str = "alice",
@@ -320,7 +323,7 @@ async def test_each_export_page_seeks_along_the_request_index(repository: Reposi
 async def test_a_failed_export_writes_no_card(repository: Repository, tmp_path: Path) -> None:
     await stored(repository, "An ad.", votes=(1,))
     await repository.erase_member("someone", "0" * 64)
-    keyless = DraftService(repository, None, Policy(member_key=b"", consent_default=True))
+    keyless = DraftService(repository, None, Policy(member_key=b"", privacy=CONSENTING))
     with pytest.raises(ValueError, match="a pseudonym key must not be empty"):
         await keyless.export(tmp_path / "out")
     assert not (tmp_path / "out" / "README.md").exists(), "no card claims a dataset that was not finished"

@@ -17,7 +17,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from fake_discord import FakeDiscord
+from support.fake_discord import FakeDiscord
 
 NO_MENTIONS = discord.AllowedMentions.none()
 

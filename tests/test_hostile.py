@@ -17,19 +17,18 @@ from typing import Any
 
 import pytest
 
-from bot.config import ModerationSettings
+from bot.config import EngineSettings, ModerationSettings
 from bot.discord.client import NOT_OURS, CopydeskBot, publish_commands
 from bot.discord.drafting import DraftMessage
 from bot.discord.review import REMOVED, post_for_review
 from bot.moderation import ModerationError
 from bot.service import DraftProgress, DraftService, Member, Policy
 from conftest import rows
-from discord_harness import DEFERRED, EPHEMERAL, finished, run_command, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from generation import TASKS
-from generation.safety import SafetyPolicy
 from storage import EXPORT_FORMATS, DraftNotFound, DraftStatus, Repository
 from storage.dataset import file_name
+from support.discord_harness import DEFERRED, EPHEMERAL, finished, run_command, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,8 +296,8 @@ async def test_prompt_injection_never_brings_the_system_prompt_to_a_channel(
     fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy, kept: Kept,
     canary_in_the_system_prompt: None,
 ) -> None:
-    guarded = DraftService(repository, engine, replace(policy, max_new_tokens=48,
-                                                       safety=SafetyPolicy(detect_personal_data=False)))
+    guarded = DraftService(repository, engine, replace(policy, engine=EngineSettings(max_new_tokens=48),
+                                                       moderation=ModerationSettings(detect_personal_data=False)))
     review_channel = fake.guild.channel("moderation")
     bot, task = await start_bot(fake, guarded, ModerationSettings(review_channel_id=review_channel.id))
     try:

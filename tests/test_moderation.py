@@ -16,10 +16,9 @@ from bot.discord.client import CopydeskBot
 from bot.discord.drafting import HELD
 from bot.discord.review import REMOVED
 from bot.service import DraftService, Policy
-from discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
-from fake_discord import FakeDiscord
-from generation.safety import SafetyPolicy
 from storage import DraftStatus, Repository
+from support.discord_harness import EPHEMERAL, custom_ids, finished, run_command, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 UPDATE_MESSAGE = 7
@@ -160,9 +159,8 @@ async def test_moderators_cannot_decide_on_their_own_drafts_unless_they_are_the_
 async def test_an_automatically_held_draft_never_reaches_the_members_channel(
     fake: FakeDiscord, repository: Repository, engine: Any, moderated: ModerationSettings, policy: Policy
 ) -> None:
-    strict = DraftService(repository, engine, Policy(max_new_tokens=policy.max_new_tokens,
-                                                     member_key=policy.member_key,
-                                                     safety=SafetyPolicy(blocked_terms=EVERYDAY_WORDS)))
+    strict = DraftService(repository, engine, Policy(engine=policy.engine, member_key=policy.member_key,
+                                                     moderation=ModerationSettings(blocked_terms=EVERYDAY_WORDS)))
     bot, task = await start_bot(fake, strict, moderated)
     try:
         await held_draft_stays_hidden_until_released(fake, repository)

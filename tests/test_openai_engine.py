@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bench.served import ServerDidNotStart, free_port, transformers_serve
+from bot.config import EngineSettings
 from bot.service import DraftService, Member, Policy
 from generation import (
     GenerationCancelled,
@@ -25,6 +25,7 @@ from generation import (
 )
 from generation.openai_engine import OpenAIEngine
 from storage import DraftStatus, Repository
+from support.served import ServerDidNotStart, free_port, transformers_serve
 
 SHORT = Sampling(max_new_tokens=16, temperature=0.7, top_p=0.9, top_k=50)
 LONG = Sampling(max_new_tokens=200, temperature=0.7, top_p=0.9, top_k=50)
@@ -258,7 +259,7 @@ async def test_the_api_key_is_sent_and_a_rejected_one_fails_at_start(scripted_ur
 async def test_a_draft_through_the_service_records_the_server_as_its_provenance(
     served: OpenAIEngine, repository: Repository, policy: Policy
 ) -> None:
-    service = DraftService(repository, served, replace(policy, max_new_tokens=16))
+    service = DraftService(repository, served, replace(policy, engine=EngineSettings(max_new_tokens=16)))
     created = await service.create_draft(Member("console:alice"), "ad", {"product": "a tent", "audience": "hikers"})
     steps = [progress async for progress in service.generate(created.id)]
     assert steps[-1].status == DraftStatus.DONE and steps[-1].text.strip()

@@ -8,7 +8,7 @@ from generation.catalogue import TASKS
 from generation.safety import SafetyPolicy, review_reasons
 
 SYSTEM = TASKS["ad"].system_prompt
-POLICY = SafetyPolicy(blocked_terms=("miracle cure", "Acme"))
+POLICY = SafetyPolicy(blocked_terms=("miracle cure", "Acme"), detect_personal_data=True, detect_prompt_leak=True)
 
 
 @pytest.mark.parametrize(
@@ -41,5 +41,5 @@ def test_ordinary_outputs_pass(text: str) -> None:
 
 
 def test_checks_can_be_switched_off() -> None:
-    quiet = SafetyPolicy(detect_personal_data=False, detect_prompt_leak=False)
+    quiet = SafetyPolicy(blocked_terms=(), detect_personal_data=False, detect_prompt_leak=False)
     assert review_reasons("mail me at a@b.io, " + SYSTEM, SYSTEM, quiet) == []

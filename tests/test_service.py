@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from datasets import load_dataset
 
-from bot.service import DraftProgress, DraftService, LimitReached, Limits, Member, Policy, ServiceError
+from bot.config import LimitSettings
+from bot.service import DraftProgress, DraftService, LimitReached, Member, Policy, ServiceError
 from conftest import TEST_MAX_NEW_TOKENS
 from generation import InputError
 from storage import DraftNotFound, DraftStatus, Repository
@@ -211,8 +212,8 @@ async def test_an_export_of_an_empty_database_writes_empty_files_and_a_card(serv
 async def test_limits_refuse_at_once_say_why_and_store_nothing(
     repository: Repository, engine: Any, policy: Policy
 ) -> None:
-    strict = DraftService(repository, engine, replace(policy, limits=Limits(waiting_per_member=2,
-                                                                            per_member_per_minute=3, waiting=0)))
+    strict = DraftService(repository, engine, replace(policy, limits=LimitSettings(waiting_per_member=2,
+                                                                                   per_member_per_minute=3, waiting=0)))
     first = await strict.create_draft(ALICE, "ad", AD)
     second = await strict.create_draft(ALICE, "ad", AD)
     with pytest.raises(LimitReached, match="you already have 2 drafts waiting; ask again when one of them is done"):
@@ -226,7 +227,7 @@ async def test_limits_refuse_at_once_say_why_and_store_nothing(
     assert len(await repository.recent_drafts(limit=50)) == 4
     assert strict.metrics.registry.get_sample_value("copydesk_refusals_total") == 2
 
-    busy = DraftService(repository, engine, replace(policy, limits=Limits(waiting=3)))
+    busy = DraftService(repository, engine, replace(policy, limits=LimitSettings(waiting=3)))
     await busy.create_draft(Member("console:carol"), "ad", AD)
     with pytest.raises(LimitReached, match=r"copydesk is at capacity \(3 drafts waiting\)"):
         await busy.create_draft(Member("console:dave"), "ad", AD)

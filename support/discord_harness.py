@@ -8,7 +8,7 @@ from typing import Any
 from bot.config import ExportSettings, ModerationSettings
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService
-from fake_discord import FakeDiscord
+from support.fake_discord import FakeDiscord
 
 MESSAGE_ROUTES = ("/webhooks/{webhook_id}/{webhook_token}", "/channels/{channel_id}/messages")
 EPHEMERAL = 64

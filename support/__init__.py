@@ -1,0 +1,3 @@
+"""What the tests and the benchmarks share, so that neither imports the other: the fake Discord
+(`fake_discord`) and a bot started against it (`discord_harness`), and `transformers serve` as a
+child process (`served`). Not installed with copydesk (see pyproject's package list)."""
