@@ -23,10 +23,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from bench.export import seed
 from bot.service import DraftService, Policy
 from storage import Repository, atomic
 from storage.atomic import PARTIAL, FileEntry, StagedFolder, remove_leftovers, replacing, temporary_sibling
+from support.seeded_drafts import seed
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DRAFTS = 1000  # an export of a few seconds, most of it writing

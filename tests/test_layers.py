@@ -138,3 +138,17 @@ def test_the_walk_sees_deferred_relative_and_submodule_imports(tmp_path: Path) -
     known = {name: source for name in ("pkg", "pkg.one", "pkg.two", "pkg.three", "pkg.four", "pkg.sub.deep")}
     assert sorted(imports_of("pkg.one", source, known)) == [
         ("pkg.four", True), ("pkg.sub.deep", True), ("pkg.three", False), ("pkg.two", True)]
+
+
+def test_tests_and_benches_share_support_and_never_import_each_other() -> None:
+    """What both need lives in support/; a bench importing a test module (or the reverse) ties them in a knot."""
+    test_modules = {path.stem for path in (REPO / "tests").glob("*.py")} | {"tests"}
+    crossings = []
+    for folder, foreign in (("tests", {"bench"}), ("bench", test_modules), ("support", test_modules | {"bench"})):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                crossings += [f"{path.relative_to(REPO)} imports {name}" for name in names
+                              if name.split(".")[0] in foreign]
+    assert not crossings, "\n".join(crossings)
