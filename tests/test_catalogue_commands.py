@@ -4,6 +4,7 @@ console command and its CLI subcommand, with no other code touched."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.console import Console
 from bot.discord.client import publish_commands
+from bot.discord.commands import task_commands
 from bot.service import DraftService, Member
 from discord_harness import EPHEMERAL, start_bot, stop_bot
 from fake_discord import FakeDiscord
@@ -93,6 +95,12 @@ async def test_a_new_task_is_a_console_command(service: DraftService, newsletter
         "error: topic is required for /write newsletter: what this issue is about",
         "error: frequency must be one of weekly, monthly (got 'daily')",
     ]
+
+
+def test_a_description_discord_would_refuse_is_refused_when_the_bot_is_built() -> None:
+    wordy = replace(NEWSLETTER, fields=(Field("topic", "x" * 101, max_chars=120),))
+    with pytest.raises(ValueError, match="1 to 100 characters"):
+        task_commands([wordy])
 
 
 def test_a_new_task_is_a_cli_subcommand(newsletter: Task) -> None:

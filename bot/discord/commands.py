@@ -23,6 +23,7 @@ from generation import Field, Task
 # Groups are Discord's, not the catalogue's: a new group without an entry here is described by its first task.
 GROUP_DESCRIPTIONS = {"draft": "Draft marketing copy", "write": "Write longer content"}
 
+DESCRIPTION_LIMIT = 100
 TaskCommand = app_commands.Command[Any, ..., None]
 
 
@@ -56,7 +57,7 @@ def _task_command(task: Task, name: str) -> TaskCommand:
     app_commands.describe(**{field.name: _sentence(field.description) for field in task.fields})(draft)
     app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
                             for field in task.fields if field.choices})(draft)
-    return app_commands.Command(name=name, description=task.description, callback=draft)
+    return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)
 
 
 def _option(field: Field) -> inspect.Parameter:
@@ -67,6 +68,10 @@ def _option(field: Field) -> inspect.Parameter:
 
 
 def _sentence(description: str) -> str:
+    """A catalogue description as Discord shows it: capitalised, and within Discord's 1 to 100 characters
+    (checked here, when the bot is built, rather than by a refused sync at deploy)."""
+    if not 1 <= len(description) <= DESCRIPTION_LIMIT:
+        raise ValueError(f"Discord takes descriptions of 1 to {DESCRIPTION_LIMIT} characters, not {description!r}")
     return description[:1].upper() + description[1:]
 
 
