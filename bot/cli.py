@@ -120,7 +120,17 @@ async def _read_line(prompt: str) -> str | None:
         return None
 
 
-@main.group()
+class _TaskCommands(click.Group):
+    """A subcommand per task in the catalogue, built when asked for, so each task is one catalogue entry."""
+
+    def list_commands(self, context: click.Context) -> list[str]:
+        return list(TASKS)
+
+    def get_command(self, context: click.Context, name: str) -> click.Command | None:
+        return _draft_command(TASKS[name]) if name in TASKS else None
+
+
+@main.group(cls=_TaskCommands)
 def draft() -> None:
     """Write one draft and print it as it streams (for scripts); it is stored like any other."""
 
@@ -148,10 +158,6 @@ def _field_help(field: Field) -> str:
     if not field.required:
         parts.append(f"default: {field.default}")
     return "; ".join(parts) + ("" if not field.required else " (required)")
-
-
-for _task in TASKS.values():
-    draft.add_command(_draft_command(_task))
 
 
 async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:

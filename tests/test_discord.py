@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,37 @@ async def test_a_draft_outliving_its_token_ends_as_a_channel_message(
     assert f"copydesk:rate:{draft.id}:up" in custom_ids(message)
 
 
+@pytest.fixture
+async def patient_bot(fake: FakeDiscord, repository: Repository, engine: Any,
+                      policy: Policy) -> AsyncIterator[CopydeskBot]:
+    """A bot whose drafts are long enough to act on while they stream."""
+    bot, task = await start_bot(fake, DraftService(repository, engine, replace(policy, max_new_tokens=300)))
+    yield bot
+    await stop_bot(bot, task)
+
+
+async def test_a_draft_outliving_its_token_leaves_no_half_written_reply(
+    fake: FakeDiscord, patient_bot: CopydeskBot, repository: Repository
+) -> None:
+    alice = fake.guild.member("alice")
+    interaction = await fake.invoke_command("write", {"topic": "tides"}, subcommand="blog", user=alice)
+    streaming = await interaction.wait_for_original(lambda m: "copydesk:cancel:" in str(m.get("components")),
+                                                    timeout=30)
+    reply_id = interaction.original_id
+    fake.token_lifetime = 0.0  # from now on the draft's token is dead; Cancel ends the draft at once
+    [draft] = await repository.recent_drafts()
+    await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=alice)
+    channel = fake.guild.channels[0]
+    ended = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                              if "*Cancelled.*" in m["content"] and not m.get("interaction_metadata")),
+                                             None), timeout=30)
+    assert ended["content"].startswith(f"<@{alice.user.id}>, your draft is ready:")
+    # The streaming reply is gone rather than left half-written, deleted through the channel.
+    await fake.wait_for(lambda: reply_id not in fake.messages or None, timeout=10)
+    assert any(r.method == "DELETE" and r.route == "/channels/{channel_id}/messages/{message_id}"
+               and r.path.endswith(f"/{reply_id}") for r in fake.requests)
+
+
 async def test_a_queued_draft_shows_its_place_in_line(fake: FakeDiscord, bot: CopydeskBot,
                                                       service: DraftService) -> None:
     capacity = service.engine._config.max_concurrent
@@ -323,28 +355,23 @@ async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]
 
 
 async def test_a_member_can_cancel_their_draft_while_it_streams(
-    fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
+    fake: FakeDiscord, patient_bot: CopydeskBot, repository: Repository
 ) -> None:
-    patient = DraftService(repository, engine, replace(policy, max_new_tokens=300))
-    bot, task = await start_bot(fake, patient)
-    try:
-        alice, member = fake.guild.member("alice"), fake.guild.member("member0")
-        interaction = await fake.invoke_command("write", {"topic": "a week on the coast path"}, subcommand="blog",
-                                                user=alice)
-        streaming = await interaction.wait_for_original(lambda m: "copydesk:cancel:" in str(m.get("components")),
-                                                        timeout=30)
-        [draft] = await repository.recent_drafts()
-        assert custom_ids(streaming) == [f"copydesk:cancel:{draft.id}"]
-        other = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=member)
-        assert "only the member who asked" in (await other.wait_for_response())["data"]["content"]
-        mine = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=alice)
-        assert (await mine.wait_for_response())["data"]["content"] == f"Cancelling draft #{draft.id}."
-        final = await interaction.wait_for_original(lambda m: "*Cancelled.*" in m["content"], timeout=30)
-        assert final["components"] == []
-        stored = await repository.get_draft(draft.id)
-        assert stored.status == DraftStatus.CANCELLED and stored.completion_tokens is None
-    finally:
-        await stop_bot(bot, task)
+    alice, member = fake.guild.member("alice"), fake.guild.member("member0")
+    interaction = await fake.invoke_command("write", {"topic": "a week on the coast path"}, subcommand="blog",
+                                            user=alice)
+    streaming = await interaction.wait_for_original(lambda m: "copydesk:cancel:" in str(m.get("components")),
+                                                    timeout=30)
+    [draft] = await repository.recent_drafts()
+    assert custom_ids(streaming) == [f"copydesk:cancel:{draft.id}"]
+    other = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=member)
+    assert "only the member who asked" in (await other.wait_for_response())["data"]["content"]
+    mine = await fake.click_button(streaming, f"copydesk:cancel:{draft.id}", user=alice)
+    assert (await mine.wait_for_response())["data"]["content"] == f"Cancelling draft #{draft.id}."
+    final = await interaction.wait_for_original(lambda m: "*Cancelled.*" in m["content"], timeout=30)
+    assert final["components"] == []
+    stored = await repository.get_draft(draft.id)
+    assert stored.status == DraftStatus.CANCELLED and stored.completion_tokens is None
 
 
 async def test_one_member_flooding_the_queue_does_not_hold_back_another_members_draft(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import discord
@@ -14,42 +13,35 @@ from discord import app_commands
 
 from bot.app import open_service
 from bot.config import ExportSettings, ModerationSettings, Settings
-from bot.discord.commands import draft_group, summarize, summarize_message, write_group
+from bot.discord.commands import summarize_message, task_commands
+from bot.discord.components import Button, is_ours
+from bot.discord.context import CopydeskClient
 from bot.discord.drafting import NO_MENTIONS, interrupted_notice
-from bot.discord.errors import report_command_error, tell
+from bot.discord.errors import CommandTree, tell
 from bot.discord.export import export
-from bot.discord.feedback import FEEDBACK_BUTTONS
-from bot.discord.privacy import PRIVACY_BUTTONS, privacy_group
-from bot.discord.review import DecideButton, review, status
+from bot.discord.privacy import privacy_group
+from bot.discord.review import post_for_review, review, status
 from bot.service import DraftService
+from generation import TASKS
 
 log = logging.getLogger("copydesk.discord")
 FINAL_EDIT_WAIT_S = 15.0  # after interrupting the drafts at shutdown: for their last message edits
-BUTTONS = (*FEEDBACK_BUTTONS, DecideButton, *PRIVACY_BUTTONS)
 NOT_OURS = "⚠️ That button does not work (any more). Nothing was changed."
 
 
-class CopydeskBot(discord.Client):
-    """Holds the service; every command and button reaches it through `interaction.client`."""
+class CopydeskBot(CopydeskClient):
+    """The bot: the commands (drafting ones built from the task catalogue), every registered button,
+    and its start and shutdown."""
 
     def __init__(self, service: DraftService | None, moderation: ModerationSettings = ModerationSettings(),
                  exports: ExportSettings = ExportSettings(), **options: Any) -> None:
-        # No privileged intent: interactions carry everything the commands need.
-        super().__init__(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none(),
-                         **options)
-        self.service = service
-        self.moderator_roles = moderation.roles
-        self.moderator_channel_id = moderation.review_channel_id
-        self.export_attachment_mb = exports.discord_attachment_mb
-        self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = report_command_error
-        for command in (draft_group, write_group, summarize, summarize_message, review, status, privacy_group,
-                        export):
+        super().__init__(service, moderation, exports, **options)
+        self.tree = CommandTree(self)
+        for command in (*task_commands(TASKS.values()), summarize_message, review, status, privacy_group, export):
             self.tree.add_command(command)
-        self._drafting: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*BUTTONS)
+        self.add_dynamic_items(*Button.registered)
         if self.service is not None:
             await self.announce_interruptions()
 
@@ -68,17 +60,6 @@ class CopydeskBot(discord.Client):
                 continue
             await service.record_message(draft.id, str(message.channel.id), str(message.id))
 
-    @contextmanager
-    def drafting(self) -> Iterator[None]:
-        """The current task serves a draft: a shutdown waits for it (or interrupts it) before closing."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._drafting.add(task)
-        try:
-            yield
-        finally:
-            self._drafting.discard(task)  # type: ignore[arg-type]
-
     async def shut_down(self, grace_s: float) -> None:
         """Take no new drafts, give those running `grace_s` seconds to finish, interrupt the rest (their
         members see it in their message), then close; the database is closed after the bot."""
@@ -92,7 +73,10 @@ class CopydeskBot(discord.Client):
                 await asyncio.wait(late, timeout=FINAL_EDIT_WAIT_S)
         await self.close()
 
-    async def on_interaction(self, interaction: discord.Interaction) -> None:
+    async def post_for_review(self, flag_id: int) -> None:
+        await post_for_review(self, flag_id)
+
+    async def on_interaction(self, interaction: discord.Interaction[CopydeskBot]) -> None:
         """A click none of our buttons will take gets an answer rather than Discord's "This interaction failed".
 
         discord.py hands a click to a button only when its custom_id fits one of our templates and the
@@ -101,16 +85,11 @@ class CopydeskBot(discord.Client):
         """
         if interaction.type is not discord.InteractionType.component:
             return
-        custom_id = str((interaction.data or {}).get("custom_id", ""))
-        ours = any(button.__discord_ui_compiled_template__.fullmatch(custom_id) for button in BUTTONS)
+        custom_id = str(dict(interaction.data or {}).get("custom_id", ""))
+        ours = is_ours(custom_id)
         shown = interaction.message is not None and custom_id in _custom_ids(interaction.message.components)
         if not (ours and shown):
             await tell(interaction, NOT_OURS)
-
-    def require_service(self) -> DraftService:
-        if self.service is None:
-            raise RuntimeError("the bot was started without a service")
-        return self.service
 
 
 def _custom_ids(components: Sequence[Any]) -> Iterator[str | None]:

@@ -1,69 +1,82 @@
-"""Slash commands `/draft ad`, `/write blog`, `/summarize`, and the message context menu "Summarize".
+"""The drafting slash commands, built from the task catalogue, and the message context menu "Summarize".
 
-Options, limits and choices come from the task catalogue, so Discord's form enforces the same
+Each task's catalogue entry gives its command (`Task.command`: "/draft ad" is subcommand "ad" of
+group "draft", "/summarize" a command of its own) and its options: names, descriptions, lengths,
+choices, whether required. So a new task is a new command, and Discord's form enforces the same
 rules as the service (which checks them again: a client can send anything).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
 import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
+from bot.discord.context import Interaction
 from bot.discord.drafting import start_draft
-from generation import TASKS
+from generation import Field, Task
+
+# Groups are Discord's, not the catalogue's: a new group without an entry here is described by its first task.
+GROUP_DESCRIPTIONS = {"draft": "Draft marketing copy", "write": "Write longer content"}
+
+DESCRIPTION_LIMIT = 100
+TaskCommand = app_commands.Command[Any, ..., None]
 
 
-def _limit(task: str, field: str) -> int:
-    return next(f.max_chars for f in TASKS[task].fields if f.name == field)
+def task_commands(tasks: Iterable[Task]) -> list[TaskCommand | app_commands.Group]:
+    """One slash command per task, subcommands gathered in their groups, in catalogue order."""
+    commands: list[TaskCommand | app_commands.Group] = []
+    groups: dict[str, app_commands.Group] = {}
+    for task in tasks:
+        *group_name, name = task.command.removeprefix("/").split()
+        command = _task_command(task, name)
+        if not group_name:
+            commands.append(app_commands.guild_only(command))
+            continue
+        group = groups.get(group_name[0])
+        if group is None:
+            group = groups[group_name[0]] = app_commands.Group(
+                name=group_name[0], description=GROUP_DESCRIPTIONS.get(group_name[0], task.description),
+                guild_only=True)
+            commands.append(group)
+        group.add_command(command)
+    return commands
 
 
-def _choices(task: str, field: str) -> list[Choice[str]]:
-    return [Choice(name=value, value=value) for f in TASKS[task].fields if f.name == field for value in f.choices]
+def _task_command(task: Task, name: str) -> TaskCommand:
+    async def draft(interaction: Interaction, **inputs: str | None) -> None:
+        await start_draft(interaction, task.name, inputs)
+
+    # discord.py reads a command's options off its callback's signature: give it one per field.
+    interaction = inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Interaction)
+    vars(draft)["__signature__"] = inspect.Signature([interaction, *map(_option, task.fields)])
+    app_commands.describe(**{field.name: _sentence(field.description) for field in task.fields})(draft)
+    app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
+                            for field in task.fields if field.choices})(draft)
+    return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)
 
 
-draft_group = app_commands.Group(name="draft", description="Draft marketing copy", guild_only=True)
-write_group = app_commands.Group(name="write", description="Write longer content", guild_only=True)
+def _option(field: Field) -> inspect.Parameter:
+    """A field as a string option: a choice needs no length limits; a free text is 1 to max_chars long."""
+    annotation = str if field.choices else Range[str, 1, field.max_chars]
+    default = inspect.Parameter.empty if field.required else None
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-@draft_group.command(name="ad", description=TASKS["ad"].description)
-@app_commands.describe(product="What is being advertised", audience="Who the ad speaks to", tone="The voice of the ad")
-@app_commands.choices(tone=_choices("ad", "tone"))
-async def draft_ad(
-    interaction: discord.Interaction,
-    product: Range[str, 1, _limit("ad", "product")],
-    audience: Range[str, 1, _limit("ad", "audience")],
-    tone: str | None = None,
-) -> None:
-    await start_draft(interaction, "ad", {"product": product, "audience": audience, "tone": tone})
-
-
-@write_group.command(name="blog", description=TASKS["blog"].description)
-@app_commands.describe(topic="What the post is about", audience="Who reads it", tone="The voice of the post",
-                       length="How long the post is")
-@app_commands.choices(tone=_choices("blog", "tone"), length=_choices("blog", "length"))
-async def write_blog(
-    interaction: discord.Interaction,
-    topic: Range[str, 1, _limit("blog", "topic")],
-    audience: Range[str, 1, _limit("blog", "audience")] | None = None,
-    tone: str | None = None,
-    length: str | None = None,
-) -> None:
-    await start_draft(interaction, "blog", {"topic": topic, "audience": audience, "tone": tone, "length": length})
-
-
-@app_commands.command(name="summarize", description=TASKS["summary"].description)
-@app_commands.guild_only()
-@app_commands.describe(text="The text to summarize", style="A paragraph or bullet points")
-@app_commands.choices(style=_choices("summary", "style"))
-async def summarize(
-    interaction: discord.Interaction, text: Range[str, 1, _limit("summary", "text")], style: str | None = None
-) -> None:
-    await start_draft(interaction, "summary", {"text": text, "style": style})
+def _sentence(description: str) -> str:
+    """A catalogue description as Discord shows it: capitalised, and within Discord's 1 to 100 characters
+    (checked here, when the bot is built, rather than by a refused sync at deploy)."""
+    if not 1 <= len(description) <= DESCRIPTION_LIMIT:
+        raise ValueError(f"Discord takes descriptions of 1 to {DESCRIPTION_LIMIT} characters, not {description!r}")
+    return description[:1].upper() + description[1:]
 
 
 @app_commands.context_menu(name="Summarize")
 @app_commands.guild_only()
-async def summarize_message(interaction: discord.Interaction, message: discord.Message) -> None:
+async def summarize_message(interaction: Interaction, message: discord.Message) -> None:
     # The interaction carries the message, so no message-content intent is needed.
     await start_draft(interaction, "summary", {"text": message.content})

@@ -1,29 +1,33 @@
 """A draft in Discord: defer at once, stream into the reply with throttled edits, finish with buttons.
 
+The finished draft's message and its buttons are here, with Regenerate, which streams a new one.
 The interaction token lives 15 minutes; a draft that outlives it is finished as a normal channel
-message that mentions the member, so nothing they asked for is lost.
+message that mentions the member, so nothing they asked for is lost, and the reply it was streaming
+into is deleted rather than left half-written.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import time
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Coroutine, Mapping
 from contextlib import aclosing
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import discord
 
-from bot.discord.context import member_of, service_of
-from bot.discord.errors import MEMBER_ERRORS, report
-from bot.discord.feedback import cancel_view, feedback_view
+from bot.discord.context import Interaction, member_of, service_of
+from bot.discord.errors import DraftFailed
+from bot.discord.feedback import DraftButton, FlagButton, ImproveButton, RateButton, cancel_view
 from bot.discord.rendering import split_message, streaming_preview
-from bot.discord.review import post_for_review
+from bot.errors import MEMBER_ERRORS
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
 from storage import Draft, DraftStatus
 
+log = logging.getLogger("copydesk.discord")
 EDIT_INTERVAL_S = 1.2
 TOKEN_LIFETIME = timedelta(minutes=15)
 TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
@@ -32,46 +36,60 @@ NO_MENTIONS = discord.AllowedMentions.none()
 HELD = "⏸️ This draft is waiting for a moderator's review before it can be shown."
 
 
-async def start_draft(interaction: discord.Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
-    """Check the input (instant), defer, store the draft, then stream it."""
+async def start_draft(interaction: Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
+    """Check the input (instant: a mistake is answered before any "thinking…"), defer, store the draft,
+    then stream it."""
     fields = {name: value for name, value in inputs.items() if value is not None}
-    try:
-        get_task(task_name).validate(fields)
-    except MEMBER_ERRORS as error:
-        await report(interaction, error)
-        return
+    get_task(task_name).validate(fields)
     await interaction.response.defer(thinking=True)
     await stream_new_draft(interaction, service_of(interaction).create_draft(member_of(interaction), task_name, fields))
 
 
-async def stream_new_draft(interaction: discord.Interaction, creating: Awaitable[Draft]) -> None:
+async def stream_new_draft(interaction: Interaction, creating: Awaitable[Draft]) -> None:
     """After a "thinking…" defer: store the draft and stream it, or, if the member is over a limit
-    (or the like), take the "thinking…" message back and tell them privately why."""
-    with interaction.client.drafting():  # type: ignore[attr-defined]
+    (or the like), take the "thinking…" message back before the error is reported."""
+    with interaction.client.drafting():
         try:
             draft = await creating
-        except MEMBER_ERRORS as error:
+        except MEMBER_ERRORS:
             await interaction.delete_original_response()
-            await report(interaction, error)
-            return
+            raise
         await stream_draft(interaction, draft)
 
 
-async def stream_draft(interaction: discord.Interaction, draft: Draft) -> None:
+async def stream_draft(interaction: Interaction, draft: Draft) -> None:
     """Generate a stored, queued draft into the interaction's (deferred) reply."""
     message = DraftMessage(interaction, draft)
     progress: DraftProgress | None = None
     try:
         # Closed at once if showing a step fails, so the draft is marked rather than left running.
-        async with aclosing(service_of(interaction).generate(draft.id)) as steps:
+        steps = cast(AsyncGenerator[DraftProgress, None], service_of(interaction).generate(draft.id))  # it is one
+        async with aclosing(steps):
             async for progress in steps:
                 await message.show(progress)
         if progress is not None:
             await message.finish(progress)
         if progress is not None and progress.flag_id is not None:
-            await post_for_review(interaction.client, progress.flag_id)
-    except Exception as error:  # noqa: BLE001 - every failure is reported with its draft id
-        await report(interaction, error, draft.id)
+            await interaction.client.post_for_review(progress.flag_id)
+    except Exception as error:
+        raise DraftFailed(draft.id) from error
+
+
+class RegenerateButton(DraftButton, action="regenerate"):
+    label, emoji, style = "Regenerate", "🔁", discord.ButtonStyle.primary
+
+    async def on_click(self, interaction: Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await stream_new_draft(interaction, service_of(interaction).regenerate(member_of(interaction), self.draft_id))
+
+
+def feedback_view(draft_id: int) -> discord.ui.View:
+    """The buttons for a finished draft; no timeout, since the ids carry all the state."""
+    view = discord.ui.View(timeout=None)
+    for item in (RateButton(draft_id, True), RateButton(draft_id, False), RegenerateButton(draft_id),
+                 ImproveButton(draft_id), FlagButton(draft_id)):
+        view.add_item(item)
+    return view
 
 
 def draft_header(draft: Draft) -> str:
@@ -98,13 +116,14 @@ def final_message(draft: Draft, text: str) -> tuple[str, discord.File | None]:
 class DraftMessage:
     """The reply a draft streams into; edits at most once per EDIT_INTERVAL_S."""
 
-    def __init__(self, interaction: discord.Interaction, draft: Draft) -> None:
+    def __init__(self, interaction: Interaction, draft: Draft) -> None:
         self._interaction = interaction
         self._draft = draft
         self._header = draft_header(draft)
         self._last_edit = 0.0
         self._shown = ""
         self._token_dead = False
+        self._reply: discord.Message | None = None  # the deferred reply, once an edit through the token says where
 
     async def show(self, progress: DraftProgress) -> None:
         if progress.status == DraftStatus.QUEUED:
@@ -121,9 +140,9 @@ class DraftMessage:
         first = not self._shown
         self._shown = shown
         # The Cancel button comes with the first edit; later edits leave the components as they are.
-        extra = {"view": cancel_view(self._draft.id)} if first else {}
-        await self._via_token(self._interaction.edit_original_response(content=shown, allowed_mentions=NO_MENTIONS,
-                                                                       **extra))
+        await self._via_token(self._interaction.edit_original_response(
+            content=shown, allowed_mentions=NO_MENTIONS,
+            view=cancel_view(self._draft.id) if first else discord.utils.MISSING))
 
     async def finish(self, progress: DraftProgress) -> None:
         if progress.held:
@@ -143,10 +162,12 @@ class DraftMessage:
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
         """Replace the streaming reply with the final one, and remember where it is for moderators."""
-        extra = {"attachments": [file]} if file else {}
         edit = self._interaction.edit_original_response(content=content, view=view, allowed_mentions=NO_MENTIONS,
-                                                        **extra)
-        message = await self._via_token(edit) or await self._channel_message(content, view=view, file=file)
+                                                        attachments=[file] if file else discord.utils.MISSING)
+        message = await self._via_token(edit)
+        if message is None:
+            message = await self._channel_message(content, view=view, file=file)
+            await self._delete_reply()
         await service_of(self._interaction).record_message(self._draft.id, str(message.channel.id), str(message.id))
 
     async def _via_token(self, request: Coroutine[Any, Any, discord.Message]) -> discord.Message | None:
@@ -155,22 +176,35 @@ class DraftMessage:
             request.close()
             return None
         try:
-            return await request
+            message = await request
         except discord.HTTPException as error:
             if error.code != EXPIRED_TOKEN:
                 raise
             self._token_dead = True
             return None
+        self._reply = self._reply or message
+        return message
 
     async def _channel_message(self, content: str, view: discord.ui.View | None,
                                file: discord.File | None = None) -> discord.Message:
         """After the token expired: a normal message in the channel that pings only the member."""
-        channel = self._interaction.client.get_partial_messageable(self._interaction.channel_id)
+        channel = self._interaction.client.get_partial_messageable(self._interaction.channel_id or 0)
         mention = f"{self._interaction.user.mention}, your draft is ready:\n"
         return await channel.send(
             (mention + content)[:2000], view=view or discord.utils.MISSING, file=file or discord.utils.MISSING,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
         )
+
+    async def _delete_reply(self) -> None:
+        """The reply the token no longer reaches would stay "thinking…" (or half-written) forever: the bot
+        deletes its own message through the channel, where it knows the reply."""
+        if self._reply is None:
+            return
+        reply = self._interaction.client.get_partial_messageable(self._reply.channel.id)
+        try:
+            await reply.get_partial_message(self._reply.id).delete()
+        except discord.HTTPException as error:
+            log.warning("could not delete the reply of draft %s after its token expired: %s", self._draft.id, error)
 
     def _token_usable(self) -> bool:
         age = discord.utils.utcnow() - self._interaction.created_at

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import discord
 from discord import app_commands
+from discord.client import Client
 
 from bot.errors import MEMBER_ERRORS
 
@@ -16,6 +17,7 @@ log = logging.getLogger("copydesk.discord")
 
 ACK_WITHIN_S = 1.5  # Discord allows 3 s; the rest is margin for the request itself
 T = TypeVar("T")
+ClientT = TypeVar("ClientT", bound=Client)
 OUR_FAULT = "Sorry — something went wrong on our side{where}. It has been logged; please try again in a moment."
 
 
@@ -38,8 +40,22 @@ async def in_time(interaction: discord.Interaction, work: Awaitable[T]) -> T:
         return await task
 
 
-async def report(interaction: discord.Interaction, error: Exception, draft_id: int | None = None) -> None:
-    """Explain a member's mistake, or log our own with the draft id and apologise without details."""
+class DraftFailed(Exception):
+    """A failure while serving a draft, raised on to the one error path so it names the draft."""
+
+    def __init__(self, draft_id: int) -> None:
+        super().__init__(f"draft {draft_id} failed")
+        self.draft_id = draft_id
+
+
+async def report(interaction: discord.Interaction, error: BaseException, draft_id: int | None = None) -> None:
+    """Explain a member's mistake, or log our own with the draft id and apologise without details.
+
+    The one error path of every command, button and form (see `CommandTree`, `bot.discord.components`).
+    """
+    if isinstance(error, DraftFailed) and error.__cause__ is not None:
+        draft_id = error.draft_id
+        error = error.__cause__
     if isinstance(error, MEMBER_ERRORS):
         await tell(interaction, f"⚠️ {error}")
         return
@@ -47,6 +63,17 @@ async def report(interaction: discord.Interaction, error: Exception, draft_id: i
     await tell(interaction, OUR_FAULT.format(where=f" with draft #{draft_id}" if draft_id else ""))
 
 
-async def report_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-    original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-    await report(interaction, original, getattr(original, "draft_id", None))
+async def reporting(interaction: discord.Interaction, draft_id: int | None, work: Awaitable[T]) -> T | None:
+    """Await a button's or form's work; should it fail, take the one error path and return None."""
+    try:
+        return await work
+    except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
+        await report(interaction, error, draft_id)
+        return None
+
+
+class CommandTree(app_commands.CommandTree[ClientT]):
+    """The bot's command tree: whatever a command raises takes the one error path."""
+
+    async def on_error(self, interaction: discord.Interaction[ClientT], error: app_commands.AppCommandError) -> None:
+        await report(interaction, error.original if isinstance(error, app_commands.CommandInvokeError) else error)

@@ -20,9 +20,8 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
-from bot.discord.context import service_of
+from bot.discord.context import Interaction, require_moderator, service_of
 from bot.discord.errors import report
-from bot.discord.review import require_moderator
 from generation import TASKS, InputError
 from storage import EXPORT_FORMATS, DatasetSummary, FeedbackFilter, Reason, formats_list
 from storage.atomic import replacing, scratch_folder
@@ -69,7 +68,7 @@ def _zip(folder: Path) -> Path:
 @app_commands.choices(format=[Choice(name=name, value=name) for name in ("all", *EXPORT_FORMATS)],
                       task=[Choice(name=name, value=name) for name in TASKS])
 async def export(
-    interaction: discord.Interaction,
+    interaction: Interaction,
     format: str = "all",
     since: str | None = None,
     until: str | None = None,
@@ -99,7 +98,7 @@ async def export(
                                                            rating_threshold=min_rating, min_votes=min_votes,
                                                            test_fraction=test_fraction)
             archive = await asyncio.to_thread(_zip, folder)
-            configured: float = interaction.client.export_attachment_mb  # type: ignore[attr-defined]
+            configured: float = interaction.client.export_attachment_mb
             limit = min(interaction.filesize_limit, int(configured * MB))
             size = archive.stat().st_size
             report_text = _report(summary)

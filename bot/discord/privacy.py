@@ -12,14 +12,15 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.discord.context import member_of, service_of
+from bot.discord.components import Button
+from bot.discord.context import Interaction, member_of, service_of
 from bot.discord.errors import tell
 
 privacy_group = app_commands.Group(name="privacy", description="What copydesk stores about you, and your choices")
 
 
 @privacy_group.command(name="show", description="What is stored about you, and whether it may train models")
-async def show(interaction: discord.Interaction) -> None:
+async def show(interaction: Interaction) -> None:
     summary = await service_of(interaction).privacy.summary(member_of(interaction))
     counts = ", ".join(f"{count} {kind}" for kind, count in summary.stored.items())
     use = "may" if summary.training_use else "may **not**"
@@ -30,7 +31,7 @@ async def show(interaction: discord.Interaction) -> None:
 
 
 @privacy_group.command(name="delete", description="Erase your prompts, drafts, ratings, improvements and flags")
-async def delete(interaction: discord.Interaction) -> None:
+async def delete(interaction: Interaction) -> None:
     view = discord.ui.View(timeout=None)
     view.add_item(EraseButton(interaction.user.id))
     await interaction.response.send_message(
@@ -44,19 +45,19 @@ def consent_view(user_id: int, allow: bool) -> discord.ui.View:
     return view
 
 
-class _OwnButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?!)"):
+class OwnButton(Button):
     """A button only the member it was made for may press."""
 
     user_id: int
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    async def check(self, interaction: Interaction) -> bool:
         if interaction.user.id == self.user_id:
             return True
         await tell(interaction, "⚠️ That button belongs to someone else.")
         return False
 
 
-class ConsentButton(_OwnButton, template=r"copydesk:privacy:(?P<choice>allow|deny):(?P<user>\d{1,20})"):
+class ConsentButton(OwnButton, template=r"copydesk:privacy:(?P<choice>allow|deny):(?P<user>\d{1,20})"):
     def __init__(self, user_id: int, allow: bool) -> None:
         self.user_id, self.allow = user_id, allow
         super().__init__(discord.ui.Button(
@@ -66,10 +67,11 @@ class ConsentButton(_OwnButton, template=r"copydesk:privacy:(?P<choice>allow|den
         ))
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> ConsentButton:
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: Any,
+                             match: re.Match[str]) -> ConsentButton:
         return cls(int(match["user"]), match["choice"] == "allow")
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def on_click(self, interaction: Interaction) -> None:
         await service_of(interaction).privacy.set_training_use(member_of(interaction), self.allow)
         await interaction.response.edit_message(
             content="Your drafts may now be used as training data." if self.allow
@@ -77,20 +79,18 @@ class ConsentButton(_OwnButton, template=r"copydesk:privacy:(?P<choice>allow|den
             view=consent_view(self.user_id, not self.allow))
 
 
-class EraseButton(_OwnButton, template=r"copydesk:privacy:erase:(?P<user>\d{1,20})"):
+class EraseButton(OwnButton, template=r"copydesk:privacy:erase:(?P<user>\d{1,20})"):
     def __init__(self, user_id: int) -> None:
         self.user_id = user_id
         super().__init__(discord.ui.Button(label="Erase my data", style=discord.ButtonStyle.danger,
                                            custom_id=f"copydesk:privacy:erase:{user_id}"))
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> EraseButton:
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: Any,
+                             match: re.Match[str]) -> EraseButton:
         return cls(int(match["user"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def on_click(self, interaction: Interaction) -> None:
         removed = await service_of(interaction).privacy.erase(member_of(interaction))
         counts = ", ".join(f"{count} {kind}" for kind, count in removed.items())
         await interaction.response.edit_message(content=f"Done. Removed {counts}.", view=None)
-
-
-PRIVACY_BUTTONS = (ConsentButton, EraseButton)

@@ -1,8 +1,7 @@
-"""Moderation in Discord: who is a moderator, the review channel, `/review`, and Uphold / Dismiss.
+"""Moderation in Discord: the review channel, `/review`, `/status`, and Uphold / Dismiss.
 
-Moderator rights are checked on the bot's side at every command and every click, from the
-roles and permissions the interaction carries at that moment (roles can change in between);
-`default_member_permissions` only hides the command in Discord's menus.
+Moderator rights (`bot.discord.context.is_moderator`) are checked on the bot's side at every
+command and every click; `default_member_permissions` only hides the command in Discord's menus.
 """
 
 from __future__ import annotations
@@ -13,33 +12,16 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.discord.context import member_of, service_of
-from bot.discord.errors import report, tell
+from bot.discord.components import Button
+from bot.discord.context import CopydeskClient, Interaction, member_of, require_moderator, service_of
+from bot.discord.drafting import feedback_view, final_message
+from bot.discord.errors import tell
 from bot.discord.safe_text import reveal
 from generation.safety import redact_code_words
 from storage import Flag
 
 NO_MENTIONS = discord.AllowedMentions.none()
 REMOVED = "🛑 This draft was removed by a moderator."
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    """Manage Messages in this channel, or any role the config names (by id or by name)."""
-    member = interaction.user
-    if not isinstance(member, discord.Member):
-        return False
-    if interaction.permissions.manage_messages:
-        return True
-    roles: tuple[str, ...] = interaction.client.moderator_roles  # type: ignore[attr-defined]
-    return any(str(role.id) in roles or role.name in roles for role in member.roles)
-
-
-async def require_moderator(interaction: discord.Interaction) -> bool:
-    if is_moderator(interaction):
-        await service_of(interaction).moderation.seen(member_of(interaction))
-        return True
-    await tell(interaction, "⚠️ Only moderators can do that.")
-    return False
 
 
 def describe_flag(flag: Flag, limit: int = 1500) -> str:
@@ -60,17 +42,17 @@ def decision_view(flag_id: int) -> discord.ui.View:
     return view
 
 
-async def post_for_review(client: discord.Client, flag_id: int) -> None:
+async def post_for_review(client: CopydeskClient, flag_id: int) -> None:
     """Post a new flag to the review channel, if one is configured."""
-    channel_id: int = client.moderator_channel_id  # type: ignore[attr-defined]
+    channel_id = client.moderator_channel_id
     if not channel_id:
         return
-    flag = await client.require_service().moderation.flag(flag_id)  # type: ignore[attr-defined]
+    flag = await client.require_service().moderation.flag(flag_id)
     await client.get_partial_messageable(channel_id).send(
         describe_flag(flag), view=decision_view(flag_id), allowed_mentions=NO_MENTIONS)
 
 
-class DecideButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydesk:mod:(?P<verdict>uphold|dismiss):(?P<flag>\d{1,18})"):
+class DecideButton(Button, template=r"copydesk:mod:(?P<verdict>uphold|dismiss):(?P<flag>\d{1,18})"):
     def __init__(self, flag_id: int, uphold: bool) -> None:
         self.flag_id, self.uphold = flag_id, uphold
         verdict = "uphold" if uphold else "dismiss"
@@ -81,31 +63,25 @@ class DecideButton(discord.ui.DynamicItem[discord.ui.Button], template=r"copydes
         ))
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> DecideButton:
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: Any,
+                             match: re.Match[str]) -> DecideButton:
         return cls(int(match["flag"]), match["verdict"] == "uphold")
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        if not await require_moderator(interaction):
-            return
-        try:
-            flag = await service_of(interaction).moderation.decide(member_of(interaction), self.flag_id,
-                                                                   uphold=self.uphold)
-            await apply_decision(interaction.client, flag)
-        except Exception as error:  # noqa: BLE001 - reported to the moderator, logged if ours
-            await report(interaction, error)
-            return
+    async def check(self, interaction: Interaction) -> bool:
+        return await require_moderator(interaction)
+
+    async def on_click(self, interaction: Interaction) -> None:
+        flag = await service_of(interaction).moderation.decide(member_of(interaction), self.flag_id,
+                                                               uphold=self.uphold)
+        await apply_decision(interaction.client, flag)
         outcome = "upheld — the draft was removed" if self.uphold else "dismissed"
         await interaction.response.edit_message(
             content=f"{describe_flag(flag)}\n\n✅ Flag #{flag.id} {outcome} by {interaction.user.mention}.",
             view=None, allowed_mentions=NO_MENTIONS)
 
 
-async def apply_decision(client: discord.Client, flag: Flag) -> None:
+async def apply_decision(client: CopydeskClient, flag: Flag) -> None:
     """Show the outcome where the draft is: removed, or released if it was held."""
-    # drafting and the feedback buttons post flags here, so they are imported late
-    from bot.discord.drafting import final_message
-    from bot.discord.feedback import feedback_view
-
     draft = flag.draft
     if not (draft.channel_id and draft.message_id):
         return
@@ -124,7 +100,7 @@ async def apply_decision(client: discord.Client, flag: Flag) -> None:
 @app_commands.describe(show="What to show")
 @app_commands.choices(show=[app_commands.Choice(name="queue", value="queue"),
                             app_commands.Choice(name="log", value="log")])
-async def review(interaction: discord.Interaction, show: str = "queue") -> None:
+async def review(interaction: Interaction, show: str = "queue") -> None:
     if not await require_moderator(interaction):
         return
     moderation = service_of(interaction).moderation
@@ -148,7 +124,7 @@ async def review(interaction: discord.Interaction, show: str = "queue") -> None:
 @app_commands.command(name="status", description="Moderators: queue, drafts and throughput of the last hour")
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_messages=True)
-async def status(interaction: discord.Interaction) -> None:
+async def status(interaction: Interaction) -> None:
     if not await require_moderator(interaction):
         return
     await tell(interaction, "\n".join((await service_of(interaction).status()).lines()))
