@@ -404,7 +404,7 @@ class DraftService:
         batch: list[FeedbackRecord] = []
         try:
             exclusions = await self._repository.count_exclusions(
-                filters, consent_default=policy.consent_default, pseudonym_key=policy.member_key)
+                filters, consent_default=privacy.training_consent_default, pseudonym_key=self._policy.member_key)
             async for record in records:
                 batch.append(record)
                 if len(batch) >= EXPORT_BATCH:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from bot.config import PrivacySettings
 from bot.service import DraftService, Policy
 from storage import Repository, atomic
 from storage.atomic import PARTIAL, FileEntry, StagedFolder, remove_leftovers, replacing, temporary_sibling
@@ -159,7 +160,7 @@ async def test_an_export_into_a_folder_with_other_files_keeps_them_and_replaces_
         template_version="ad-v1", model="m", quantization="nf4", sampling={}, seed=0, author_id="alice")
     await repository.finish_draft(draft.id, output="A lamp.", prompt_tokens=1, completion_tokens=1, latency_ms=1,
                                   ttft_ms=1)
-    exporter = DraftService(repository, None, Policy(member_key=b"key", consent_default=True))
+    exporter = DraftService(repository, None, Policy(member_key=b"key", privacy=PrivacySettings(training_consent_default=True)))
     here = tmp_path / "here"
     here.mkdir()
     (here / "config.toml").write_text("[storage]\n")

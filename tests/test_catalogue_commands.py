@@ -15,10 +15,10 @@ from bot.console import Console
 from bot.discord.client import publish_commands
 from bot.discord.commands import task_commands
 from bot.service import DraftService, Member
-from discord_harness import EPHEMERAL, start_bot, stop_bot
-from fake_discord import FakeDiscord
 from generation import TASKS, Field, Task
 from generation.sampling import Sampling
+from support.discord_harness import EPHEMERAL, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 NEWSLETTER = Task(
     name="newsletter",

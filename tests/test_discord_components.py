@@ -16,8 +16,8 @@ from bot.discord.drafting import feedback_view
 from bot.discord.errors import tell
 from bot.discord.privacy import consent_view
 from bot.service import DraftService
-from discord_harness import DEFERRED, EPHEMERAL, start_bot, stop_bot
-from fake_discord import FakeDiscord
+from support.discord_harness import DEFERRED, EPHEMERAL, start_bot, stop_bot
+from support.fake_discord import FakeDiscord
 
 OUR_FAULT = "Sorry — something went wrong on our side"
 MISSING_DRAFT = 987654

@@ -331,7 +331,7 @@ async def test_a_failed_export_writes_no_card(repository: Repository, tmp_path: 
 
 async def test_each_rule_says_how_many_drafts_it_left_out(repository: Repository, tmp_path: Path) -> None:
     """Consent is opt-in: an export that reads nothing says which rule kept each draft out, in its report and card."""
-    exporter = DraftService(repository, None, Policy(member_key=KEY, consent_default=False))
+    exporter = DraftService(repository, None, Policy(member_key=KEY))
     await repository.set_consent("alice", True)
     await stored(repository, "Kept.", votes=(1,))
     await stored(repository, "A blog post, outside the filters.", task="blog")
