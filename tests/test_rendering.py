@@ -65,7 +65,7 @@ FRAGMENTS = st.one_of(
         " ", "\n", "\n\n", "\t", "   \n   ", "word ", "- item\n", "> quote\n",
     ]),
     st.text(max_size=40),
-    st.builds(lambda unit, count: unit * count, st.sampled_from(["x", "漢", "🙂", "👩‍👩‍👧", " ", "\n", "ab "]),
+    st.builds(lambda unit, count: unit * count, st.sampled_from(["x", "漢", "🙂", "👩‍👩‍👧", " ", "\n", "ab ", "`"]),
               st.integers(1, 2500)),
     st.builds(lambda word: "```" + word + "\n", st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=1500)),
 )

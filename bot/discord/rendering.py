@@ -99,7 +99,7 @@ class _Fences:
 
     def outside_any(self, position: int) -> bool:
         """Whether a cut here leaves every fence whole (a cut inside ``` would change which fences there are)."""
-        index = bisect.bisect_right(self.starts, position) - 1
+        index = bisect.bisect_left(self.starts, position) - 1  # the last fence that starts before it
         return index < 0 or position >= self.ends[index]
 
 
