@@ -101,6 +101,7 @@ def _masked(link: re.Match[str], domains: tuple[str, ...]) -> str:
 def _bare_addresses(text: str) -> dict[int, tuple[int, int]]:
     """Each bare address by where it starts: where it ends, and where its run of address characters
     ends (before the punctuation trimmed off its end, which Discord does not link either)."""
+    runs_end_at = _address_runs(text)
     addresses = {}
     for separator in re.finditer("://", text):
         start = separator.start()
@@ -112,20 +113,35 @@ def _bare_addresses(text: str) -> dict[int, tuple[int, int]]:
         start = separator.start() - known if known else start + len(scheme) - len(scheme.lstrip("0123456789+.-"))
         if start == separator.start():
             continue
-        run_end = separator.end()
-        while run_end < len(text) and URL_CHARACTER.match(text[run_end]) and not BEFORE_AN_ADDRESS.match(text, run_end):
-            run_end += 1
-        end = run_end
-        while end > separator.end() and (text[end - 1] in TRAILING_PUNCTUATION or _unbalanced(text[start:end])):
-            end -= 1
+        run_end = runs_end_at[separator.end()]
+        end = _trimmed_end(text, start, separator.end(), run_end)
         if end > separator.end():
             addresses[start] = (end, run_end)
     return addresses
 
 
-def _unbalanced(address: str) -> bool:
-    """Whether the address ends with a closing bracket it never opened, as in `(see https://x.io/a)`."""
-    for opening, closing in ("()", "[]"):
-        if address.endswith(closing) and address.count(closing) > address.count(opening):
-            return True
-    return False
+def _address_runs(text: str) -> list[int]:
+    """For each position, where the run of address characters from there ends: at a character no
+    address holds, or at a `](` before an address (the net in `_disarm_once` splits those)."""
+    ends = list(range(len(text) + 1))
+    for position in range(len(text) - 1, -1, -1):
+        if URL_CHARACTER.match(text[position]) and not (text[position] == "]" and BEFORE_AN_ADDRESS.match(text, position)):
+            ends[position] = ends[position + 1]
+    return ends
+
+
+def _trimmed_end(text: str, start: int, earliest: int, end: int) -> int:
+    """The end of the address without the punctuation after it, as in `(see https://x.io/a).`: a closing
+    bracket is part of the address only if the address opened it."""
+    count = {bracket: text.count(bracket, start, end) for bracket in "()[]"}
+    while end > earliest:
+        last = text[end - 1]
+        if last in TRAILING_PUNCTUATION or (last in ")]" and count[last] > count["(" if last == ")" else "["]):
+            if last in count:
+                count[last] -= 1
+            end -= 1
+        else:
+            break
+    return end
+
+
