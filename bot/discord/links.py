@@ -13,10 +13,11 @@ that is not read as a masked link is split to `] (`, so no other reading of the 
 from __future__ import annotations
 
 import re
+import string
 
 # An address: a scheme (https:, discord:, javascript:, …) and something after it.
 ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s)]")
-SCHEME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz" "ABCDEFGHIJKLMNOPQRSTUVWXYZ" "0123456789+.-")
+SCHEME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+.-")
 ESCAPE = re.compile(r"\\[^0-9A-Za-z\s\]]")  # an escaped "]" still closes a link's text: the net below sees it
 # A code block (``` … ```) or inline code (`…`, ``…``), as Discord reads them.
 CODE_SPAN = re.compile(r"```[\s\S]*?```|(`+)[\s\S]*?[^`]\1(?!`)")
@@ -110,7 +111,7 @@ def _bare_addresses(text: str) -> dict[int, tuple[int, int]]:
         scheme = text[start:separator.start()].lower()
         # Discord links http(s) wherever it stands, even glued to a word: start there if the scheme ends so.
         known = next((len(name) for name in ("https", "http") if scheme.endswith(name)), None)
-        start = separator.start() - known if known else start + len(scheme) - len(scheme.lstrip("0123456789+.-"))
+        start = separator.start() - known if known else start + len(scheme) - len(scheme.lstrip(string.digits + "+.-"))
         if start == separator.start():
             continue
         run_end = runs_end_at[separator.end()]
