@@ -80,6 +80,7 @@ class ModerationSettings(_Section):
     blocked_terms: tuple[str, ...] = ()
     detect_personal_data: bool = True
     detect_prompt_leak: bool = True
+    links_allowed_domains: tuple[str, ...] = ()
 
     def safety_policy(self) -> SafetyPolicy:
         """The automatic output checks, as the generation layer takes them."""
