@@ -13,8 +13,8 @@ from storage.errors import (
     FlagNotFound,
     StorageError,
 )
-from storage.exclusions import Exclusions, Reason
-from storage.export import EXPORT_FORMATS, FORMATS, ExportFormat, RowRules, export_rows, formats_help, formats_list
+from storage.exclusions import Reason
+from storage.export import EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
@@ -36,9 +36,6 @@ from storage.repository import Activity, Repository
 __all__ = [
     "Activity",
     "EXPORT_FORMATS",
-    "Exclusions",
-    "ExportFormat",
-    "FORMATS",
     "Base",
     "Consent",
     "Database",

@@ -84,9 +84,10 @@ def _header(summary: DatasetSummary) -> str:
 def _body(summary: DatasetSummary, entries: Sequence[FileEntry]) -> str:
     options, rules = summary.options, summary.options.rules
     parquet = " and ".join(f"`{fmt.name}`" for fmt in FORMATS.values() if fmt.parquet_schema is not None)
+    parquet = f"; {parquet} also as Parquet" if parquet else ""
     lines = ["# copydesk feedback export", "",
              f"Exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {summary.drafts} drafts that passed the "
-             f"exclusions below. One JSON Lines file per format and split; {parquet} also as Parquet.", "",
+             f"exclusions below. One JSON Lines file per format and split{parquet}.", "",
              "## Files", "", "| format | row | train | test |", "| --- | --- | ---: | ---: |"]
     lines += [f"| `{fmt}` | {FORMATS[fmt].row_shape} | {summary.count(fmt, 'train')} | {summary.count(fmt, 'test')} |"
               for fmt in options.formats]
