@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from generation.input_text import is_blank, storable
 from generation.safety import SafetyPolicy, review_reasons
 from storage import (
     EXPORT_FORMATS,
+    STOPPED_AS,
     DatasetOptions,
     DatasetSummary,
     DatasetWriter,
@@ -50,6 +51,7 @@ from storage import (
     FeedbackRecord,
     Repository,
     RowRules,
+    StopReason,
 )
 
 FEEDBACK_MAX_CHARS = 4000
@@ -157,8 +159,7 @@ class DraftService:
             self.metrics.watch_engine(engine.info, engine.load)
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
-        self._expired: set[int] = set()  # drafts stopped by their deadline, not by a member
-        self._interrupting: set[int] = set()  # drafts stopped because the process is stopping
+        self._stopping: dict[int, StopReason] = {}  # why a draft is being stopped, where not by its member
         self._closing = False
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
@@ -211,95 +212,92 @@ class DraftService:
         if draft.status != DraftStatus.QUEUED or draft_id in self._requests:
             state = "being written" if draft_id in self._requests else draft.status
             raise ServiceError(f"draft #{draft_id} is {state}, not queued")
-        text, tokens, prompt_tokens, first_token_at = "", 0, 0, None
-        reasons: list[str] = []
+        run = _Run(draft)
         saved_at = time.monotonic()
         request_id = self._requests[draft_id] = f"draft-{draft_id}-{uuid.uuid4().hex[:8]}"
         prompt, sampling = Prompt(draft.system_prompt, draft.user_prompt), Sampling(**draft.sampling)
         # A watchdog rather than a timeout around the loop: the loop yields to the front-end, whose
         # own awaits a timeout would interrupt.
         deadline = asyncio.get_running_loop().call_later(self._policy.timeout_s, self._expire, draft_id)
-
-        def ended(status: DraftStatus) -> None:
-            since_request = _now() - draft.created_at
-            ttft = (first_token_at - draft.created_at).total_seconds() if first_token_at else None
-            self.metrics.draft_ended(draft.task, str(status), tokens, ttft, since_request.total_seconds())
-
         try:
             async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
                     if update.queued_ahead is not None:
                         yield DraftProgress(draft_id, "", DraftStatus.QUEUED, ahead=update.queued_ahead)
                         continue
-                    if first_token_at is None:
-                        first_token_at = _now()
+                    if run.first_token_at is None:
+                        run.first_token_at = _now()
                         await self._repository.mark_running(draft_id)
-                    text, tokens, prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
+                    run.text, run.tokens, run.prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
                     # Checked at every step, so held text never reaches a front-end, not even in part.
-                    reasons = reasons or review_reasons(text, draft.system_prompt, self._policy.safety)
+                    run.reasons = run.reasons or review_reasons(run.text, draft.system_prompt, self._policy.safety)
                     if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
-                        await self._repository.record_progress(draft_id, text)
+                        await self._repository.record_progress(draft_id, run.text)
                         saved_at = time.monotonic()
-                    yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.RUNNING, tokens, held=bool(reasons))
-        except GenerationCancelled:
-            if draft_id in self._interrupting:
-                await self._repository.interrupt_draft(draft_id, INTERRUPTED_BY_RESTART, text)
-                ended(DraftStatus.INTERRUPTED)
-                yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.INTERRUPTED, tokens,
-                                    error=INTERRUPTED_BY_RESTART, held=bool(reasons))
-                return
-            if draft_id not in self._expired:
-                await self._repository.cancel_draft(draft_id, text)
-                ended(DraftStatus.CANCELLED)
-                yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.CANCELLED, tokens, held=bool(reasons))
-                return
-            error = f"stopped at its deadline of {self._policy.timeout_s:g} s"
-            await self._repository.fail_draft(draft_id, error, text)
-            ended(DraftStatus.FAILED)
-            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=error,
-                                held=bool(reasons))
+                    yield run.progress(DraftStatus.RUNNING)
+        except GenerationError as ended:  # cancelled, or the engine failed
+            yield await self._stop(run, *self._why_stopped(draft_id, ended))
             return
-        except GenerationError as error:
-            await self._repository.fail_draft(draft_id, str(error), text)
-            ended(DraftStatus.FAILED)
-            yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.FAILED, tokens, error=str(error),
-                                held=bool(reasons))
-            return
-        except (asyncio.CancelledError, GeneratorExit):
-            await self._repository.cancel_draft(draft_id, text)
-            ended(DraftStatus.CANCELLED)
-            raise
-        except Exception:
-            # Our own failure (say, the database gave out under load): the row must not stay "running".
+        except BaseException as ended:  # whoever followed it stopped, or our own failure (the database gave out)
+            # The row must not stay "running", but the caller must see what happened, not a failure to store it.
             with contextlib.suppress(Exception):
-                await self._repository.fail_draft(draft_id, "stopped by an internal error", text)
-            ended(DraftStatus.FAILED)
+                await self._stop(run, *self._why_stopped(draft_id, ended))
             raise
         finally:
             deadline.cancel()
-            self._expired.discard(draft_id)
-            self._interrupting.discard(draft_id)
+            self._stopping.pop(draft_id, None)
             del self._requests[draft_id]
-        finished_at = _now()
+        yield await self._finish(run)
+
+    def _why_stopped(self, draft_id: int, ended: BaseException) -> tuple[StopReason, str | None]:
+        """How a stream ended early, told as the stop reason and the error the draft keeps."""
+        if isinstance(ended, GenerationCancelled):  # cancel(): by its member unless _stopping says why else
+            reason = self._stopping.get(draft_id, StopReason.MEMBER)
+            errors = {StopReason.SHUTDOWN: INTERRUPTED_BY_RESTART,
+                      StopReason.DEADLINE: f"stopped at its deadline of {self._policy.timeout_s:g} s"}
+            return reason, errors.get(reason)
+        if isinstance(ended, GenerationError):
+            return StopReason.ERROR, str(ended)
+        if isinstance(ended, (asyncio.CancelledError, GeneratorExit)):
+            return StopReason.ABANDONED, None
+        return StopReason.ERROR, "stopped by an internal error"
+
+    async def _stop(self, run: _Run, reason: StopReason, error: str | None) -> DraftProgress:
+        """Store how the draft stopped, count it once (even if storing fails), and say so as its last step."""
+        status = STOPPED_AS[reason]
+        try:
+            await self._repository.stop_draft(run.draft.id, reason, error=error, output=run.text)
+        finally:
+            self._count_ended(run, status)
+        return run.progress(status, error=error)
+
+    async def _finish(self, run: _Run) -> DraftProgress:
+        """Store the finished draft and count it; a draft the checks held gets its automatic flag."""
+        draft, finished_at = run.draft, _now()
         await self._repository.finish_draft(
-            draft_id,
-            output=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=tokens,
+            draft.id,
+            output=run.text,
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.tokens,
             latency_ms=_ms(finished_at - draft.created_at),
-            ttft_ms=_ms((first_token_at or finished_at) - draft.created_at),
+            ttft_ms=_ms((run.first_token_at or finished_at) - draft.created_at),
         )
-        ended(DraftStatus.DONE)
+        self._count_ended(run, DraftStatus.DONE)
         flag_id = None
-        if reasons:
-            flag = await self._repository.add_flag(draft_id, "held automatically: " + "; ".join(reasons),
+        if run.reasons:
+            flag = await self._repository.add_flag(draft.id, "held automatically: " + "; ".join(run.reasons),
                                                    source="auto")
             flag_id = flag.id
-        yield DraftProgress(draft_id, _shown(text, reasons), DraftStatus.DONE, tokens, held=bool(reasons),
-                            flag_id=flag_id)
+        return run.progress(DraftStatus.DONE, flag_id=flag_id)
+
+    def _count_ended(self, run: _Run, status: DraftStatus) -> None:
+        draft = run.draft
+        ttft = (run.first_token_at - draft.created_at).total_seconds() if run.first_token_at else None
+        self.metrics.draft_ended(draft.task, str(status), run.tokens, ttft, (_now() - draft.created_at).total_seconds())
 
     def _expire(self, draft_id: int) -> None:
-        self._expired.add(draft_id)
+        """The deadline passed: stop the draft, unless the process is already stopping it."""
+        self._stopping.setdefault(draft_id, StopReason.DEADLINE)
         self.cancel(draft_id)
 
     def stop_taking_drafts(self) -> None:
@@ -313,7 +311,7 @@ class DraftService:
     def interrupt_all(self) -> None:
         """Stop every queued or running draft; each generate() ends with status interrupted."""
         for draft_id in list(self._requests):
-            self._interrupting.add(draft_id)
+            self._stopping[draft_id] = StopReason.SHUTDOWN  # even over a deadline: the member is told to ask again
             self.cancel(draft_id)
 
     async def unannounced_interruptions(self) -> list[Draft]:
@@ -458,8 +456,22 @@ class DraftService:
         return draft
 
 
-def _shown(text: str, reasons: list[str]) -> str:
-    return "" if reasons else text
+@dataclass
+class _Run:
+    """What one generation of a draft has produced so far."""
+
+    draft: Draft
+    text: str = ""
+    tokens: int = 0
+    prompt_tokens: int = 0
+    first_token_at: datetime | None = None
+    reasons: list[str] = field(default_factory=list)  # why the safety checks hold it, once they do
+
+    def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None) -> DraftProgress:
+        """This step as a front-end may show it: a held draft's text is never handed out."""
+        held = bool(self.reasons)
+        return DraftProgress(self.draft.id, "" if held else self.text, status, self.tokens, error=error, held=held,
+                             flag_id=flag_id)
 
 
 def _feedback_text(text: str, what: str) -> str:
