@@ -93,7 +93,7 @@ def test_the_operator_allows_their_own_drafts_as_training_data_and_can_erase_the
 ) -> None:
     first = copydesk("console", "--user", "olga", cwd=tmp_path, cache_dir=cache_dir, stdin="\n".join([
         '/draft ad product:"rain boots" audience:"commuters"', "/rate up", "/privacy", "/privacy allow", "/privacy",
-        "/privacy maybe", "/quit"]))
+        "/privacy maybe", "/quit", ""]))
     assert first.returncode == 0, first.stderr
     assert "stored about you: 1 drafts, 1 ratings, 0 improvements, 0 flags" in first.stdout
     assert ("your drafts may not be used as training data (the configured default, "
@@ -107,7 +107,7 @@ def test_the_operator_allows_their_own_drafts_as_training_data_and_can_erase_the
     assert exported.returncode == 0 and "raw: 1 rows" in exported.stdout, exported.stdout + exported.stderr
 
     second = copydesk("console", "--user", "olga", cwd=tmp_path, cache_dir=cache_dir, stdin="\n".join([
-        "/privacy delete", "no", "/privacy delete", "yes", "/privacy", "/quit"]))
+        "/privacy delete", "no", "/privacy delete", "yes", "/privacy", "/quit", ""]))
     assert second.returncode == 0, second.stderr
     assert "nothing was erased." in second.stdout
     assert "erased 1 drafts, 1 ratings, 0 improvements, 0 flags." in second.stdout

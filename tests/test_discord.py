@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.config import LimitSettings, load_settings
+from bot.config import EngineSettings, LimitSettings, load_settings
 from bot.discord.client import CopydeskBot, publish_commands, run_bot
 from bot.discord.drafting import DraftMessage
 from bot.service import DraftProgress, DraftService, Policy
@@ -209,7 +209,7 @@ async def test_a_draft_outliving_its_token_ends_as_a_channel_message(
 async def patient_bot(fake: FakeDiscord, repository: Repository, engine: Any,
                       policy: Policy) -> AsyncIterator[CopydeskBot]:
     """A bot whose drafts are long enough to act on while they stream."""
-    bot, task = await start_bot(fake, DraftService(repository, engine, replace(policy, max_new_tokens=300)))
+    bot, task = await start_bot(fake, DraftService(repository, engine, replace(policy, engine=EngineSettings(max_new_tokens=300))))
     yield bot
     await stop_bot(bot, task)
 
@@ -415,7 +415,7 @@ async def test_a_member_over_a_limit_is_told_why_privately(fake: FakeDiscord, bo
 async def test_a_draft_past_its_deadline_is_marked_and_its_member_told(
     fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
 ) -> None:
-    hurried = DraftService(repository, engine, replace(policy, max_new_tokens=300, timeout_s=1.0))
+    hurried = DraftService(repository, engine, replace(policy, engine=EngineSettings(max_new_tokens=300, timeout_s=1.0)))
     bot, task = await start_bot(fake, hurried)
     try:
         interaction = await fake.invoke_command("write", {"topic": "a long walk along the coast"}, subcommand="blog")

@@ -40,7 +40,7 @@ TABLES = ("drafts", "ratings", "improvements", "flags", "moderation_actions")
 @pytest.fixture
 def policy(policy: Policy) -> Policy:
     """Drafts of a few tokens: these tests are about what surrounds generation, and there are many of them."""
-    return replace(policy, max_new_tokens=8)
+    return replace(policy, engine=EngineSettings(max_new_tokens=8))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from datasets import load_dataset
 
-from bot.config import LimitSettings
+from bot.config import EngineSettings, LimitSettings
 from bot.service import DraftProgress, DraftService, LimitReached, Member, Policy, ServiceError
 from conftest import TEST_MAX_NEW_TOKENS
 from generation import InputError
@@ -237,7 +237,7 @@ async def test_limits_refuse_at_once_say_why_and_store_nothing(
 async def test_a_draft_past_its_deadline_is_stopped_and_marked(
     repository: Repository, engine: Any, policy: Policy
 ) -> None:
-    hurried = DraftService(repository, engine, replace(policy, max_new_tokens=300, timeout_s=1.0))
+    hurried = DraftService(repository, engine, replace(policy, engine=EngineSettings(max_new_tokens=300, timeout_s=1.0)))
     created = await hurried.create_draft(ALICE, "blog", {"topic": "a long walk along the coast"})
     steps = await run(hurried, created.id)
     assert steps[-1].status == DraftStatus.FAILED and steps[-1].error == "stopped at its deadline of 1 s"
