@@ -18,6 +18,7 @@ from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.models import (
     Base,
     Consent,
+    Delivery,
     Draft,
     DraftStatus,
     Erasure,
@@ -38,6 +39,7 @@ __all__ = [
     "Base",
     "Consent",
     "Database",
+    "Delivery",
     "DatabaseInUse",
     "DatasetOptions",
     "DatasetSummary",
