@@ -20,6 +20,7 @@ from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTrans
 from storage.models import (
     Base,
     Consent,
+    Delivery,
     Draft,
     Erasure,
     Flag,
@@ -39,6 +40,7 @@ __all__ = [
     "Base",
     "Consent",
     "Database",
+    "Delivery",
     "DatabaseInUse",
     "DatasetOptions",
     "DatasetSummary",

@@ -277,3 +277,17 @@ class Erasure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     member_hash: Mapped[str] = mapped_column(String(64))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """An interaction (or any front-end event with an id) the bot has acted on.
+
+    Discord may deliver one interaction twice, and clients retry: the first delivery claims its id
+    here, and every later one is dropped, so each has at most one effect. Holds no member id.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # what was delivered, e.g. "command", "button", "form"
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
 
     assert tables == {
         "alembic_version", "drafts", "ratings", "improvements", "flags",
-        "moderation_actions", "moderators", "consents", "erasures",
+        "moderation_actions", "moderators", "consents", "erasures", "deliveries",
     }
     assert differences == []
 
@@ -873,3 +873,20 @@ def test_backup_and_restore_refuse_what_they_cannot_do_safely(tmp_path: Path) ->
         restore_database(sqlite_url(target), notes, holder="test")
     assert not target.exists() or target.stat().st_size == 0
     assert not (tmp_path / "b.sqlite3").exists() and not (tmp_path / "b.sqlite3.partial").exists()
+
+
+async def test_a_delivery_is_claimed_once_however_often_and_however_concurrently_it_arrives(
+    repository: Repository,
+) -> None:
+    assert await repository.claim_delivery("1001", "button") is True
+    assert await repository.claim_delivery("1001", "button") is False
+
+    claims = await asyncio.gather(*(repository.claim_delivery("1002", "form") for _ in range(20)))
+    assert sorted(claims) == [False] * 19 + [True]
+
+
+async def test_claims_older_than_any_repeat_are_forgotten(repository: Repository) -> None:
+    await repository.claim_delivery("2001", "command")
+    assert await repository.forget_deliveries(before=datetime.now(UTC) - timedelta(minutes=1)) == 0
+    assert await repository.forget_deliveries(before=datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert await repository.claim_delivery("2001", "command") is True

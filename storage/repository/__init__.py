@@ -3,6 +3,7 @@
 `Repository` is all of them over one database: the service holds one and calls what it needs.
 """
 
+from storage.repository.deliveries import DeliveriesRepository
 from storage.repository.draft_reads import Activity, DraftReadsRepository
 from storage.repository.drafts import DraftsRepository
 from storage.repository.export_reads import ExportReadsRepository
@@ -18,6 +19,7 @@ class Repository(
     ModerationRepository,
     PrivacyRepository,
     ExportReadsRepository,
+    DeliveriesRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
