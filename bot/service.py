@@ -61,6 +61,8 @@ STATUS_WINDOW = timedelta(hours=1)
 EXPORT_BATCH = 500  # records handed to the export's worker thread at a time
 STALE_AFTER = timedelta(hours=1)  # a queued or running row this old was left by a crash: it blocks no one
 ANNOUNCE_WITHIN = timedelta(days=1)  # interruptions older than this are not announced any more
+DELIVERY_MEMORY = timedelta(days=1)  # Discord repeats an interaction within its 15-minute token, if at all
+FORGET_EVERY = timedelta(hours=1)  # how often claims older than DELIVERY_MEMORY are dropped
 INTERRUPTED_BY_RESTART = "copydesk stopped before this draft was finished; please ask again"
 
 
@@ -161,6 +163,7 @@ class DraftService:
         self._admission = asyncio.Lock()
         self._stopping: dict[int, StopReason] = {}  # why a draft is being stopped, where not by its member
         self._closing = False
+        self._deliveries_forgotten_at = datetime.min.replace(tzinfo=timezone.utc)  # forget at the first claim
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
 
@@ -317,6 +320,15 @@ class DraftService:
     async def unannounced_interruptions(self) -> list[Draft]:
         """Interrupted drafts whose members were not told yet (the process died before it could)."""
         return await self._repository.unannounced_interruptions(_now() - ANNOUNCE_WITHIN)
+
+    async def first_delivery(self, delivery_id: str, kind: str) -> bool:
+        """Whether a front-end event (a Discord interaction) arrives for the first time: a repeat of it
+        must have no effect. The first claim of an id wins, also against a concurrent one."""
+        now = _now()
+        if now - self._deliveries_forgotten_at > FORGET_EVERY:
+            self._deliveries_forgotten_at = now
+            await self._repository.forget_deliveries(before=now - DELIVERY_MEMORY)
+        return await self._repository.claim_delivery(delivery_id, kind)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
         """A member stops their own draft while it waits or streams; a moderator may stop any."""

@@ -17,10 +17,11 @@ from bot.discord.commands import summarize_message, task_commands
 from bot.discord.components import Button, is_ours
 from bot.discord.context import CopydeskClient
 from bot.discord.drafting import NO_MENTIONS, interrupted_notice
-from bot.discord.errors import CommandTree, tell
+from bot.discord.errors import tell
 from bot.discord.export import export
 from bot.discord.privacy import privacy_group
 from bot.discord.review import post_for_review, review, status
+from bot.discord.tree import CommandTree
 from bot.service import DraftService
 from generation import TASKS
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import discord
 
 from bot.discord.context import Interaction
+from bot.discord.deliveries import first_delivery
 from bot.discord.errors import reporting
 
 NEVER = r"(?!)"  # the template of a base class: matches no custom_id
@@ -39,7 +40,11 @@ class Button(discord.ui.DynamicItem[discord.ui.Button[Any]], template=NEVER):
         raise NotImplementedError
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        return bool(await reporting(interaction, self.draft_id, self.check(interaction)))
+        return bool(await reporting(interaction, self.draft_id, self._acts(interaction)))
+
+    async def _acts(self, interaction: Interaction) -> bool:
+        """A click acts once however often Discord delivers it, and only for a member `check` lets through."""
+        return await first_delivery(interaction) and await self.check(interaction)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await reporting(interaction, self.draft_id, self.on_click(interaction))
@@ -60,6 +65,10 @@ class Form(discord.ui.Modal):
 
     async def submit(self, interaction: Interaction) -> None:
         raise NotImplementedError
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """A submit acts once however often Discord delivers it."""
+        return bool(await reporting(interaction, self.draft_id, first_delivery(interaction)))
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         await reporting(interaction, self.draft_id, self.submit(interaction))

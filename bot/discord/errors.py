@@ -8,8 +8,6 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import discord
-from discord import app_commands
-from discord.client import Client
 
 from bot.errors import MEMBER_ERRORS
 
@@ -17,7 +15,6 @@ log = logging.getLogger("copydesk.discord")
 
 ACK_WITHIN_S = 1.5  # Discord allows 3 s; the rest is margin for the request itself
 T = TypeVar("T")
-ClientT = TypeVar("ClientT", bound=Client)
 OUR_FAULT = "Sorry — something went wrong on our side{where}. It has been logged; please try again in a moment."
 
 
@@ -51,7 +48,7 @@ class DraftFailed(Exception):
 async def report(interaction: discord.Interaction, error: BaseException, draft_id: int | None = None) -> None:
     """Explain a member's mistake, or log our own with the draft id and apologise without details.
 
-    The one error path of every command, button and form (see `CommandTree`, `bot.discord.components`).
+    The one error path of every command, button and form (see `bot.discord.tree`, `bot.discord.components`).
     """
     if isinstance(error, DraftFailed) and error.__cause__ is not None:
         draft_id = error.draft_id
@@ -70,10 +67,3 @@ async def reporting(interaction: discord.Interaction, draft_id: int | None, work
     except Exception as error:  # noqa: BLE001 - reported to the member, logged if ours
         await report(interaction, error, draft_id)
         return None
-
-
-class CommandTree(app_commands.CommandTree[ClientT]):
-    """The bot's command tree: whatever a command raises takes the one error path."""
-
-    async def on_error(self, interaction: discord.Interaction[ClientT], error: app_commands.AppCommandError) -> None:
-        await report(interaction, error.original if isinstance(error, app_commands.CommandInvokeError) else error)
