@@ -32,6 +32,7 @@ class CopydeskClient(discord.Client):
         self.moderator_roles = moderation.roles
         self.moderator_channel_id = moderation.review_channel_id
         self.export_attachment_mb = exports.discord_attachment_mb
+        self.links_allowed_domains = moderation.links_allowed_domains
         self._drafting: set[asyncio.Task[Any]] = set()
 
     def require_service(self) -> DraftService:

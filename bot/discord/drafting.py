@@ -21,6 +21,7 @@ import discord
 from bot.discord.context import Interaction, member_of, service_of
 from bot.discord.errors import DraftFailed
 from bot.discord.feedback import DraftButton, FlagButton, ImproveButton, RateButton, cancel_view
+from bot.discord.model_text import edit_original, shown
 from bot.discord.rendering import split_message, streaming_preview
 from bot.errors import MEMBER_ERRORS
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
@@ -101,12 +102,13 @@ def interrupted_notice(draft: Draft) -> str:
     return f"{draft_header(draft)}\n⚠️ Interrupted — <@{draft.author_id}>, {INTERRUPTED_BY_RESTART}."
 
 
-def final_message(draft: Draft, text: str) -> tuple[str, discord.File | None]:
+def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...]) -> tuple[str, discord.File | None]:
     """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
-    message shows its beginning (code fences closed) and comes whole as a `.md` file."""
+    message shows its beginning (code fences closed, links shown for what they are) and comes whole,
+    as the model wrote it, as a `.md` file."""
     header = draft_header(draft)
     # Room for the header, the note on the file, and a mention should it end up as a channel message.
-    chunks = split_message(text, limit=1800 - len(header))
+    chunks = split_message(shown(text, allowed_domains), limit=1800 - len(header))
     if len(chunks) == 1:
         return f"{header}\n{chunks[0]}", None
     attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{draft.id}.md")
@@ -127,22 +129,22 @@ class DraftMessage:
 
     async def show(self, progress: DraftProgress) -> None:
         if progress.status == DraftStatus.QUEUED:
-            shown = f"{self._header}\n⏳ Waiting for the model — {progress.ahead} draft(s) ahead of yours."
+            content = f"{self._header}\n⏳ Waiting for the model — {progress.ahead} draft(s) ahead of yours."
         elif progress.held:
-            shown = f"{self._header}\n{HELD}"
+            content = f"{self._header}\n{HELD}"
         elif progress.status == DraftStatus.RUNNING:
-            shown = streaming_preview(progress.text, self._header)
+            text = shown(progress.text, self._interaction.client.links_allowed_domains)
+            content = streaming_preview(text, self._header)
         else:
             return
-        if shown == self._shown or time.monotonic() - self._last_edit < EDIT_INTERVAL_S:
+        if content == self._shown or time.monotonic() - self._last_edit < EDIT_INTERVAL_S:
             return
         self._last_edit = time.monotonic()
         first = not self._shown
-        self._shown = shown
+        self._shown = content
         # The Cancel button comes with the first edit; later edits leave the components as they are.
-        await self._via_token(self._interaction.edit_original_response(
-            content=shown, allowed_mentions=NO_MENTIONS,
-            view=cancel_view(self._draft.id) if first else discord.utils.MISSING))
+        await self._via_token(edit_original(self._interaction, content=content,
+                                            view=cancel_view(self._draft.id) if first else discord.utils.MISSING))
 
     async def finish(self, progress: DraftProgress) -> None:
         if progress.held:
@@ -157,13 +159,13 @@ class DraftMessage:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
     async def _deliver(self, text: str) -> None:
-        content, attachment = final_message(self._draft, text)
+        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains)
         await self._send_final(content, view=feedback_view(self._draft.id), file=attachment)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
         """Replace the streaming reply with the final one, and remember where it is for moderators."""
-        edit = self._interaction.edit_original_response(content=content, view=view, allowed_mentions=NO_MENTIONS,
-                                                        attachments=[file] if file else discord.utils.MISSING)
+        edit = edit_original(self._interaction, content=content, view=view,
+                             attachments=[file] if file else discord.utils.MISSING)
         message = await self._via_token(edit)
         if message is None:
             message = await self._channel_message(content, view=view, file=file)
@@ -192,6 +194,7 @@ class DraftMessage:
         mention = f"{self._interaction.user.mention}, your draft is ready:\n"
         return await channel.send(
             (mention + content)[:2000], view=view or discord.utils.MISSING, file=file or discord.utils.MISSING,
+            suppress_embeds=True,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
         )
 

@@ -16,6 +16,7 @@ from bot.discord.components import Button
 from bot.discord.context import CopydeskClient, Interaction, member_of, require_moderator, service_of
 from bot.discord.drafting import feedback_view, final_message
 from bot.discord.errors import tell
+from bot.discord.model_text import shown
 from bot.discord.safe_text import reveal
 from generation.safety import redact_code_words
 from storage import Flag
@@ -24,14 +25,16 @@ NO_MENTIONS = discord.AllowedMentions.none()
 REMOVED = "🛑 This draft was removed by a moderator."
 
 
-def describe_flag(flag: Flag, limit: int = 1500) -> str:
+def describe_flag(flag: Flag, allowed_domains: tuple[str, ...], limit: int = 1500) -> str:
+    """The flag for moderators: the draft's inputs (another member's message, for a summary) and output
+    with their links shown for what they are, hidden characters escaped, code words redacted."""
     draft = flag.draft
-    inputs = ", ".join(f"{name}: {reveal(value, 200)}" for name, value in draft.inputs.items())
+    inputs = ", ".join(f"{name}: {reveal(shown(value, allowed_domains), 200)}" for name, value in draft.inputs.items())
     who = "automatic check" if flag.member_id is None else f"<@{flag.member_id}>"
     return (
         f"**Flag #{flag.id}** on draft #{draft.id} ({draft.task}) by <@{draft.author_id}> — raised by {who}\n"
         f"**Reason:** {reveal(flag.reason, 300)}\n**Inputs:** {inputs}\n"
-        f">>> {reveal(redact_code_words(draft.output, draft.system_prompt), limit) or '(empty)'}"
+        f">>> {reveal(shown(redact_code_words(draft.output, draft.system_prompt), allowed_domains), limit) or '(empty)'}"
     )
 
 
@@ -49,7 +52,8 @@ async def post_for_review(client: CopydeskClient, flag_id: int) -> None:
         return
     flag = await client.require_service().moderation.flag(flag_id)
     await client.get_partial_messageable(channel_id).send(
-        describe_flag(flag), view=decision_view(flag_id), allowed_mentions=NO_MENTIONS)
+        describe_flag(flag, client.links_allowed_domains), view=decision_view(flag_id), allowed_mentions=NO_MENTIONS,
+        suppress_embeds=True)
 
 
 class DecideButton(Button, template=r"copydesk:mod:(?P<verdict>uphold|dismiss):(?P<flag>\d{1,18})"):
@@ -76,7 +80,8 @@ class DecideButton(Button, template=r"copydesk:mod:(?P<verdict>uphold|dismiss):(
         await apply_decision(interaction.client, flag)
         outcome = "upheld — the draft was removed" if self.uphold else "dismissed"
         await interaction.response.edit_message(
-            content=f"{describe_flag(flag)}\n\n✅ Flag #{flag.id} {outcome} by {interaction.user.mention}.",
+            content=f"{describe_flag(flag, interaction.client.links_allowed_domains)}\n\n"
+                    f"✅ Flag #{flag.id} {outcome} by {interaction.user.mention}.", suppress_embeds=True,
             view=None, allowed_mentions=NO_MENTIONS)
 
 
@@ -89,7 +94,8 @@ async def apply_decision(client: CopydeskClient, flag: Flag) -> None:
     if flag.status == "upheld":
         await message.edit(content=REMOVED, view=None, attachments=[], allowed_mentions=NO_MENTIONS)
     elif flag.source == "auto":
-        content, attachment = final_message(draft, redact_code_words(draft.output, draft.system_prompt))
+        content, attachment = final_message(draft, redact_code_words(draft.output, draft.system_prompt),
+                                            client.links_allowed_domains)
         await message.edit(content=content, view=feedback_view(draft.id), allowed_mentions=NO_MENTIONS,
                            attachments=[attachment] if attachment else [])
 
@@ -117,7 +123,8 @@ async def review(interaction: Interaction, show: str = "queue") -> None:
         return
     await interaction.response.send_message(f"{len(flags)} oldest open flag(s):", ephemeral=True)
     for flag in flags:
-        await interaction.followup.send(describe_flag(flag, limit=1200), view=decision_view(flag.id),
+        await interaction.followup.send(describe_flag(flag, interaction.client.links_allowed_domains, limit=1200),
+                                        view=decision_view(flag.id), suppress_embeds=True,
                                         ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
