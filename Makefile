@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install console test bench bench-first-token bench-export clean
+.PHONY: install console test typecheck bench bench-first-token bench-export clean
 
 install: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 console: install
 	$(BIN)/copydesk console
 
-test: install
+# The type checker first (seconds to fail), then the suite, whose test_layers.py refuses import cycles.
+test: typecheck
 	$(BIN)/python -m pytest
+
+typecheck: install
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/engine.py

@@ -15,7 +15,7 @@ import math
 import resource
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -209,7 +209,7 @@ class DraftService:
         original = await self._for_member(member, draft_id)
         return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id)
 
-    async def generate(self, draft_id: int) -> AsyncIterator[DraftProgress]:
+    async def generate(self, draft_id: int) -> AsyncGenerator[DraftProgress, None]:
         """Run a queued draft, yielding its text as it grows; the row follows every step."""
         draft = await self._existing(draft_id)
         if draft.status != DraftStatus.QUEUED or draft_id in self._requests:

@@ -11,6 +11,8 @@ so each layer keeps its 4-bit weight in that layout too: half a byte more per we
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from bitsandbytes.functional import QuantState, dequantize_4bit, dequantize_blockwise
 from bitsandbytes.nn import Linear4bit
@@ -39,21 +41,23 @@ def speed_up_prefill(model: torch.nn.Module, min_rows: int = MIN_ROWS) -> None:
     Call right after loading, before the first forward pass repacks the weights.
     """
     for module in model.modules():
-        if type(module) is not Linear4bit or not getattr(module, "support_avx512bf16_for_cpu", False):
+        if not isinstance(module, Linear4bit) or type(module) is not Linear4bit \
+                or not getattr(module, "support_avx512bf16_for_cpu", False):
             continue
-        state = module.weight.quant_state
+        state: QuantState | None = getattr(module.weight, "quant_state", None)
         if state is None or getattr(state, "packing_format_for_cpu", False) or module.weight.device.type != "cpu":
             continue
         absmax = state.absmax
         if state.nested:
             absmax = dequantize_blockwise(state.absmax, state.state2) + state.offset
         module.__class__ = PrefillLinear4bit
-        module.original_weight = module.weight.data  # repacking replaces weight.data, so this stays
-        module.original_state = QuantState(
+        prefill = cast(PrefillLinear4bit, module)
+        prefill.original_weight = module.weight.data  # repacking replaces weight.data, so this stays
+        prefill.original_state = QuantState(
             absmax=absmax.float(), shape=state.shape, dtype=torch.bfloat16,
             blocksize=state.blocksize, quant_type=state.quant_type,
         )
-        module.min_rows = min_rows
+        prefill.min_rows = min_rows
 
 
 def second_layout_bytes(model: torch.nn.Module) -> int:

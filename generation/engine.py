@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,7 +70,7 @@ class Engine(Protocol):
 
     def stream(
         self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
-    ) -> AsyncIterator[StreamUpdate]: ...
+    ) -> AsyncGenerator[StreamUpdate, None]: ...
 
     def cancel(self, request_id: str) -> bool: ...
 
@@ -135,7 +135,7 @@ class LocalEngine:
 
     async def stream(
         self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
-    ) -> AsyncIterator[StreamUpdate]:
+    ) -> AsyncGenerator[StreamUpdate, None]:
         """Yield the text generated so far until the request finishes.
 
         While the request waits for a batch slot, updates carry its place in the queue instead

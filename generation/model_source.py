@@ -60,7 +60,7 @@ def convert_embedded(cache_dir: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantized to float32 on load; drop the GGUF marker so they can be saved.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)
     model.generation_config.do_sample = True  # see _sample_by_default
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

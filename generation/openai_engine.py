@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlsplit
@@ -116,7 +116,7 @@ class OpenAIEngine:
 
     async def stream(
         self, prompt: Prompt, sampling: Sampling, request_id: str, owner: str = ""
-    ) -> AsyncIterator[StreamUpdate]:
+    ) -> AsyncGenerator[StreamUpdate, None]:
         """Yield the text generated so far until the request finishes.
 
         While the request waits for a slot, updates carry its place in the queue instead

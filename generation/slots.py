@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 from generation.errors import GenerationCancelled
 
@@ -45,7 +46,7 @@ class SlotQueue:
         self._grants = 0
         self._last_served: dict[str, int] = {}  # owner → number of the grant they last got
 
-    async def take(self, request_id: str, cancelled: asyncio.Event, owner: str = "") -> AsyncIterator[int]:
+    async def take(self, request_id: str, cancelled: asyncio.Event, owner: str = "") -> AsyncGenerator[int, None]:
         """Wait for a slot, yielding how many requests will be served first (at once, then about once a second).
 
         Returns holding the slot, at once and without yielding when one is free. Raises
@@ -65,7 +66,8 @@ class SlotQueue:
                 yield self._service_order().index(ticket)
                 woken = asyncio.ensure_future(cancelled.wait())
                 try:
-                    await asyncio.wait({ticket.granted, woken}, timeout=QUEUE_REPORT_INTERVAL_S,
+                    either: set[asyncio.Future[Any]] = {ticket.granted, woken}
+                    await asyncio.wait(either, timeout=QUEUE_REPORT_INTERVAL_S,
                                        return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     woken.cancel()

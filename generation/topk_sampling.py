@@ -10,6 +10,8 @@ created afterwards, which run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers.generation.continuous_batching import cb_logits_processors, continuous_api, model_runner
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
@@ -67,5 +69,6 @@ WITHOUT_SORT = {TopKLogitsWarper: TopKWithoutSort, TopPLogitsWarper: TopPWithout
 
 def use(among_top_k: bool) -> None:
     """Pick the warpers and the sampler of batching managers created from now on (process-wide)."""
-    cb_logits_processors.CLASSIC_TO_CB_PROCESSORS_MAP.update(WITHOUT_SORT if among_top_k else TRANSFORMERS_OWN)
-    continuous_api.ModelRunner = TopKSampler if among_top_k else model_runner.ModelRunner
+    processors: dict[Any, Any] = WITHOUT_SORT if among_top_k else TRANSFORMERS_OWN
+    cb_logits_processors.CLASSIC_TO_CB_PROCESSORS_MAP.update(processors)  # transformers internals, see the module
+    setattr(continuous_api, "ModelRunner", TopKSampler if among_top_k else model_runner.ModelRunner)

@@ -17,9 +17,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.database import Sessions
 from storage.feedback import FeedbackFilter
 from storage.models import Draft, DraftStatus
 from storage.pseudonyms import member_hash
@@ -75,7 +76,7 @@ LoadTrainingUse = Callable[[AsyncSession, Collection[str], bool, Mapping[str, st
 
 
 async def count_exclusions(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     filters: FeedbackFilter,
     *,
     exportable: Callable[[FeedbackFilter], list[ColumnElement[bool]]],

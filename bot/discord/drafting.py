@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from contextlib import aclosing
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import discord
 
@@ -64,7 +64,7 @@ async def stream_draft(interaction: Interaction, draft: Draft) -> None:
     progress: DraftProgress | None = None
     try:
         # Closed at once if showing a step fails, so the draft is marked rather than left running.
-        steps = cast(AsyncGenerator[DraftProgress, None], service_of(interaction).generate(draft.id))  # it is one
+        steps = service_of(interaction).generate(draft.id)
         async with aclosing(steps):
             async for progress in steps:
                 await message.show(progress)
