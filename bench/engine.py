@@ -46,6 +46,7 @@ from generation import (  # noqa: E402
 from generation.loading import QUANTIZATIONS, LoadedModel, load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 from generation.openai_engine import OpenAIEngine  # noqa: E402
+from support.loop_lag import LoopLag  # noqa: E402
 from support.served import ServeOptions, transformers_serve  # noqa: E402
 
 T = TypeVar("T")
@@ -119,30 +120,6 @@ class LevelResult:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.wall_s
-
-
-class LoopLag:
-    """Samples how late a 10 ms sleep wakes up: the delay every coroutine on the loop would see."""
-
-    def __init__(self, interval_s: float = 0.01) -> None:
-        self.interval_s = interval_s
-        self.samples_ms: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LoopLag:
-        self._task = asyncio.create_task(self._sample())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _sample(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(self.interval_s)
-            self.samples_ms.append((time.perf_counter() - start - self.interval_s) * 1000)
 
 
 class Backend(Protocol):

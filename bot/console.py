@@ -1,11 +1,7 @@
 """The terminal front-end: the same commands as in Discord, typed at a prompt.
 
-    /draft ad product:"…" audience:"…" tone:"…"
-    /write blog topic:"…"          /summarize text:"…"
-    /rate up|down [#id]   /regenerate [#id]   /improve [#id] [text:"…"]   /flag [#id] reason:"…"
-    /list [n]   /show [#id]   /privacy [show|allow|deny|delete]   /help   /quit
-
-A command without #id acts on the last draft shown. Ctrl-C while a draft streams cancels it.
+The drafting commands are the task catalogue's (`/draft ad product:"…" audience:"…"`, …), the
+rest are the feedback and privacy commands of `FEEDBACK_HELP`; `/help` lists both.
 """
 
 from __future__ import annotations
@@ -13,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO
 
 from bot.errors import MEMBER_ERRORS
@@ -22,6 +18,11 @@ from generation import TASKS, InputError, Task
 from storage import Draft, DraftStatus
 
 ReadLine = Callable[[str], Awaitable[str | None]]
+FEEDBACK_HELP = """\
+/rate up|down [#id]   /regenerate [#id]   /improve [#id] [text:"…"]   /flag [#id] reason:"…"
+/list [n]   /show [#id]   /privacy [show|allow|deny|delete]   /help   /quit
+
+A command without #id acts on the last draft shown. Ctrl-C while a draft streams cancels it."""
 PREVIEW_CHARS = 60
 
 
@@ -65,7 +66,7 @@ class Console:
         if command in ("/quit", "/exit"):
             return False
         if command == "/help":
-            self._say(__doc__.strip().split("\n\n", 1)[1])
+            self._say(help_text(TASKS.values()))
         elif command == "/list":
             self._list(await self._service.recent(int(args[0]) if args and args[0].isdigit() else 10))
         elif command == "/show":
@@ -216,3 +217,10 @@ def _install_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], obje
     except (NotImplementedError, RuntimeError, ValueError):
         return False
     return True
+
+
+def help_text(tasks: Iterable[Task]) -> str:
+    """The commands: one line per task of the catalogue, with its fields (optional ones in brackets)."""
+    lines = [" ".join([task.command, *(f'{field.name}:"…"' if field.required else f"[{field.name}:…]"
+                                      for field in task.fields)]) for task in tasks]
+    return "\n".join([*lines, FEEDBACK_HELP])

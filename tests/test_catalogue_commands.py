@@ -91,10 +91,12 @@ async def test_a_new_task_is_a_console_command(service: DraftService, newsletter
     console = Console(service, Member("console:test"), out, no_input)
     await console.handle('/write newsletter topic:"  " frequency:monthly')
     await console.handle("/write newsletter topic:tides frequency:daily")
-    assert out.getvalue().splitlines() == [
+    await console.handle("/help")
+    assert out.getvalue().splitlines()[:2] == [
         "error: topic is required for /write newsletter: what this issue is about",
         "error: frequency must be one of weekly, monthly (got 'daily')",
     ]
+    assert '/write newsletter topic:"…" [frequency:…] [sign_off:…]' in out.getvalue().splitlines()
 
 
 def test_a_description_discord_would_refuse_is_refused_when_the_bot_is_built() -> None:
