@@ -56,11 +56,20 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def make_folders(folder: Path) -> None:
+    """`mkdir -p`, saying "Not a directory" (rather than "File exists") when a file stands in the way."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        blocker = next((part for part in (folder, *folder.parents) if part.exists() and not part.is_dir()), folder)
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(blocker)) from None
+
+
 @contextmanager
 def replacing(final: Path) -> Iterator[Path]:
     """A temporary path beside `final` for the block to write (by name: SQLite, pyarrow, zipfile all can);
     when the block ends without an error, the file is synced and renamed over `final`, else removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(final.parent)
     remove_leftovers(final.parent, final.name)
     partial = temporary_sibling(final)
     try:
@@ -77,7 +86,7 @@ def replacing(final: Path) -> Iterator[Path]:
 def scratch_folder(parent: Path, name: str) -> Iterator[Path]:
     """A private working folder in `parent`, removed afterwards, and by the next user of `name` if this
     process dies first."""
-    parent.mkdir(parents=True, exist_ok=True)
+    make_folders(parent)
     remove_leftovers(parent, name)
     folder = temporary_sibling(parent / name)
     folder.mkdir()
@@ -121,7 +130,7 @@ class StagedFolder:
         destination = destination.absolute()
         if destination.exists() and not destination.is_dir():
             raise StorageError(f"{destination} is a file; give a folder to write into")
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(destination.parent)
         remove_leftovers(destination.parent, destination.name)
         self.destination = destination
         self.path = temporary_sibling(destination)

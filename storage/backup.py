@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from storage.atomic import replacing
+from storage.atomic import make_folders, replacing
 from storage.database import sqlite_lock, sqlite_path
 from storage.errors import StorageError
 
@@ -52,7 +52,7 @@ def restore_database(url: str, backup: Path, *, holder: str) -> int:
     target_path = _sqlite_file(url)
     if not backup.is_file():
         raise StorageError(f"there is no backup at {backup}")
-    target_path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target_path.parent)
     with sqlite_lock(target_path, holder):
         try:
             with (closing(sqlite3.connect(backup.absolute().as_uri() + "?mode=ro", uri=True)) as source,
