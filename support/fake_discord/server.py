@@ -124,7 +124,9 @@ class FakeDiscord:
         self.attachment_size_limit = 10 * 1024 * 1024  # per file; sent with each interaction, enforced on upload
         self.gateway = Gateway(self)
         self._rate_limits: list[tuple[RateLimitMatch, float]] = []
-        self._changed = asyncio.Condition()
+        # Set (and replaced) at every change. An Event, not a Condition: on Python 3.11 a Condition's wait
+        # cancelled by wait_for could leave its lock released, and the waiter's exit then raised.
+        self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -223,8 +225,8 @@ class FakeDiscord:
     # Waiting and checking.
 
     async def changed(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10.0) -> T:
         """Wait until `predicate()` is truthy and return its value.
@@ -233,14 +235,13 @@ class FakeDiscord:
         also look at the bot's own state or at the clock.
         """
         deadline = time.monotonic() + timeout
-        async with self._changed:
-            while not (value := predicate()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"fake Discord: condition not met within {timeout} s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
-            return value
+        while not (value := predicate()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"fake Discord: condition not met within {timeout} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+        return value
 
     async def wait_until_connected(self, timeout: float = 10.0) -> None:
         """Until the bot identified (READY and GUILD_CREATEs sent) or resumed."""
