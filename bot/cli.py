@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
+import json
 import os
+import signal
 import sys
-from collections.abc import Coroutine, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,7 +27,9 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import Member
+from bot.versions import ModelVersions
 from generation import TASKS, Field, GenerationError, Task, get_task
+from generation.training import METHODS, TrainingConfig
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -231,43 +238,73 @@ def status(context: click.Context) -> None:
     _run(show())
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """The export options `export` and `train` share: which drafts, and the rules that make rows of them."""
+
+    filters: FeedbackFilter
+    min_votes: int | None
+    min_rating: float | None
+    test_fraction: float | None
+
+
+def _selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that choose drafts and shape rows; the command receives them as one `selection`."""
+    options = [
+        click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC)."),
+        click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC)."),
+        click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True,
+                     help="Only these tasks (repeatable)."),
+        click.option("--guild", help="Only drafts made in this Discord server (its id)."),
+        click.option("--model", "models", multiple=True, help="Only drafts of this model (repeatable)."),
+        click.option("--template-version", "template_versions", multiple=True,
+                     help="Only drafts of this prompt template version, e.g. ad-v1 (repeatable)."),
+        click.option("--min-votes", type=click.IntRange(min=0),
+                     help="Votes a rating needs to count [config: export.min_votes]."),
+        click.option("--min-rating", type=click.FloatRange(-1, 1),
+                     help="Mean rating a draft needs for SFT [config: export.rating_threshold]."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+                     help="Share of prompts in the test split [config: export.test_fraction]."),
+    ]
+
+    @functools.wraps(command)
+    def with_selection(*args: Any, since: datetime | None, until: datetime | None, tasks: tuple[str, ...],
+                       guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
+                       min_votes: int | None, min_rating: float | None, test_fraction: float | None,
+                       **kwargs: Any) -> Any:
+        if since is not None and until is not None and since >= until:
+            raise click.UsageError(f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}): "
+                                   "no draft can match")
+        filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
+                                 template_versions=template_versions)
+        return command(*args, selection=_Selection(filters, min_votes, min_rating, test_fraction), **kwargs)
+
+    for option in reversed(options):
+        with_selection = option(with_selection)
+    return with_selection
+
+
 @main.command()
 @click.option("--out", type=_Path(file_okay=False), required=True,
               help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
 @click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
               help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
-@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
-@click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC).")
-@click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True, help="Only these tasks (repeatable).")
-@click.option("--guild", help="Only drafts made in this Discord server (its id).")
-@click.option("--model", "models", multiple=True, help="Only drafts of this model (repeatable).")
-@click.option("--template-version", "template_versions", multiple=True,
-              help="Only drafts of this prompt template version, e.g. ad-v1 (repeatable).")
-@click.option("--min-votes", type=click.IntRange(min=0), help="Votes a rating needs to count [config: export.min_votes].")
-@click.option("--min-rating", type=click.FloatRange(-1, 1),
-              help="Mean rating a draft needs for SFT [config: export.rating_threshold].")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
-              help="Share of prompts in the test split [config: export.test_fraction].")
+@_selection_options
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr [default: when it is a terminal].")
 @click.pass_context
-def export(context: click.Context, out: Path, formats: tuple[str, ...], since: datetime | None, until: datetime | None,
-           tasks: tuple[str, ...], guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
-           min_votes: int | None, min_rating: float | None, test_fraction: float | None, progress: bool | None) -> None:
+def export(context: click.Context, out: Path, formats: tuple[str, ...], selection: _Selection,
+           progress: bool | None) -> None:
     """Write the team's rated drafts and improvements as a training dataset (SFT, DPO, KTO, raw) with its card."""
-    if since is not None and until is not None and since >= until:
-        raise click.UsageError(f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}): "
-                               "no draft can match", context)
     settings = _settings(context)
-    filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
-                             template_versions=template_versions)
+    filters = selection.filters
 
     async def write() -> None:
         async with open_service(settings, with_model=False) as service:
             total = await service.count_for_export(filters)
             with tqdm(total=total, unit="drafts", desc="export", file=sys.stderr, disable=_no_bar(progress)) as bar:
                 summary = await service.export(out, formats=formats or EXPORT_FORMATS, filters=filters,
-                                               rating_threshold=min_rating, min_votes=min_votes,
-                                               test_fraction=test_fraction, progress=bar.update)
+                                               rating_threshold=selection.min_rating, min_votes=selection.min_votes,
+                                               test_fraction=selection.test_fraction, progress=bar.update)
         for line in summary.lines():
             click.echo(line)
         if hint := _consent_hint(summary):
@@ -275,6 +312,150 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
         click.echo(f"wrote {out} (dataset card: {out / CARD})")
 
     _run(write(), writing=out)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "export_from", type=_Path(file_okay=False),
+              help="Train on this export folder (`copydesk export --out`); without it, export first, with the options below.")
+@_selection_options
+@click.option("--method", type=click.Choice(METHODS), help="Trainer(s): SFT, DPO, KTO, or SFT then DPO [config: training.method].")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the rows [config: training.epochs].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the run (data order, LoRA init).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop each phase after this many steps (a quick try).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Torch threads [config: training.threads; default: all cores, half while the bot runs].")
+@click.option("--resume", is_flag=True, help="Continue NAME's interrupted run from its last checkpoint.")
+@click.pass_context
+def train(context: click.Context, name: str, export_from: Path | None, selection: _Selection, method: str | None,
+          epochs: float | None, seed: int, max_steps: int | None, threads: int | None, resume: bool) -> None:
+    """Train model version NAME (a LoRA adapter on the 4-bit base) on the team's feedback, and evaluate it.
+
+    Ctrl-C or SIGTERM saves a checkpoint and stops; --resume continues. Nothing is registered until the
+    version's folder is complete. On GPU machines: `accelerate launch -m bot.cli train NAME …`.
+    """
+    settings = _settings(context)
+    defaults = settings.training
+    with _user_errors():
+        config = TrainingConfig(method=method or defaults.method, epochs=epochs or defaults.epochs, seed=seed,
+                                learning_rate=defaults.learning_rate, lora_rank=defaults.lora_rank,
+                                lora_alpha=2 * defaults.lora_rank, max_steps=max_steps or -1,
+                                threads=threads or defaults.threads)
+
+    async def run_training() -> None:
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, _stopping, stop, loop)
+        async with open_service(settings, with_model=False) as service:
+            async def export_first(folder: Path) -> DatasetSummary:
+                summary = await service.export(folder, filters=selection.filters, rating_threshold=selection.min_rating,
+                                               min_votes=selection.min_votes, test_fraction=selection.test_fraction)
+                click.echo("exported: " + "; ".join(summary.lines()), err=True)
+                return summary
+
+            trained = await service.versions.train(
+                name, config, export_from=export_from, export=export_first, stop=stop, resume=resume,
+                on_progress=lambda progress: click.echo(f"\r{progress.line()}\033[K", nl=False, err=True))
+        click.echo(err=True)
+        version = trained.version
+        click.echo(f"trained {version.name} ({version.method}, {version.wall_time_s:.0f} s) into {version.folder}")
+        click.echo(f"evaluated against {trained.incumbent} on the export's test split:")
+        click.echo(trained.evaluation.table())
+        click.echo(f"serve it with `copydesk models serve {version.name}`")
+
+    _run(run_training())
+
+
+def _stopping(stop: threading.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """The first Ctrl-C or SIGTERM stops training at the end of its step, with a checkpoint; a second one
+    ends the process at once. Either way nothing is registered."""
+    click.echo("\nstopping after this step and saving a checkpoint (again to quit at once)…", err=True)
+    stop.set()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signal_number)
+
+
+@main.group()
+def models() -> None:
+    """The trained model versions: list, show, serve (switches the running bot), retire."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(context: click.Context) -> None:
+    """Every version, with its state, method and evaluation."""
+    settings = _settings(context)
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            serving = await service.versions.serving()
+            versions = await service.versions.list()
+        click.echo(f"serving: {serving}")
+        for version in versions:
+            click.echo(f"{version.name}\t{version.state}\t{version.method}\t{version.created_at:%Y-%m-%d %H:%M}\t"
+                       f"{_scores(version.evaluation, version.name)}")
+
+    _run(show())
+
+
+@models.command("show")
+@click.argument("name")
+@click.pass_context
+def models_show(context: click.Context, name: str) -> None:
+    """One version's facts: provenance, hyperparameters, evaluation."""
+    settings = _settings(context)
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            version = await service.versions.show(name)
+        for key in ("name", "state", "base_model", "base_sha256", "folder", "adapter_sha256", "method", "seed",
+                    "wall_time_s", "created_at"):
+            click.echo(f"{key}: {getattr(version, key)}")
+        for key in ("hyperparameters", "libraries", "source_export", "evaluation"):
+            click.echo(f"{key}: {json.dumps(getattr(version, key), sort_keys=True)}")
+
+    _run(show())
+
+
+def _state_command(name: str, help_text: str, change: Callable[[ModelVersions, str, str], Awaitable[str]]) -> None:
+    """`copydesk models serve|retire NAME`: one change of a version's state, logged with who made it."""
+
+    @models.command(name, help=help_text)
+    @click.argument("version")
+    @click.option("--user", default=getpass.getuser, show_default="your login name", help="Who does it (for the log).")
+    @click.pass_context
+    def command(context: click.Context, version: str, user: str) -> None:
+        settings = _settings(context)
+
+        async def act() -> str:
+            async with open_service(settings, with_model=False) as service:
+                return await change(service.versions, version, f"cli:{user}")
+
+        click.echo(_run(act()))
+
+
+async def _serve(versions: ModelVersions, name: str, by: str) -> str:
+    await versions.serve(name, by=by)
+    return (f"serving {name}; a running bot switches within its training.version_check_s "
+            "(drafts already being written finish on their version)")
+
+
+async def _retire(versions: ModelVersions, name: str, by: str) -> str:
+    await versions.retire(name, by=by)
+    return f"retired {name}"
+
+
+_state_command("serve", "Send new drafts to VERSION (`base`: the model without an adapter); a running bot follows.",
+               _serve)
+_state_command("retire", "Never serve VERSION again; its row and folder stay for the drafts it wrote.", _retire)
+
+
+def _scores(evaluation: dict[str, Any], name: str) -> str:
+    scores = evaluation.get("scores", {})
+    mine, against = scores.get(name, {}), scores.get(evaluation.get("against", ""), {})
+    return ", ".join(f"{measure} {value:.3f} (vs {against.get(measure, float('nan')):.3f})"
+                     for measure, value in mine.items())
 
 
 CONSENT_HINT = (

@@ -114,6 +114,21 @@ class DiscordSettings(_Section):
         return {"shard_count": None if self.shards == "auto" else self.shards, "shard_ids": list(self.shard_ids) or None}
 
 
+class TrainingSettings(_Section):
+    """`copydesk train`'s defaults; its options override them."""
+
+    method: Literal["sft", "dpo", "kto", "sft+dpo"] = "sft"
+    epochs: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lora_rank: int = Field(default=16, ge=1, le=256)
+    # 0: all cores, or half of them (at least one) while a bot process serves the same database.
+    threads: int = Field(default=0, ge=0)
+    version_check_s: float = Field(default=5.0, gt=0)  # how often the bot looks for a newly served version
+
+    def versions_dir(self, data_dir: str) -> Path:
+        return Path(data_dir).expanduser() / "versions"
+
+
 class MetricsSettings(_Section):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     host: str = "127.0.0.1"
@@ -134,6 +149,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    training: TrainingSettings = TrainingSettings()
     metrics: MetricsSettings = MetricsSettings()
     discord: DiscordSettings = DiscordSettings()
 

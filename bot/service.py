@@ -26,6 +26,7 @@ from bot.errors import ServiceError
 from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
+from bot.versions import ModelVersions
 from generation import (
     Engine,
     EngineLoad,
@@ -38,7 +39,9 @@ from generation import (
 )
 from generation.input_text import is_blank, storable
 from generation.safety import SafetyPolicy, review_reasons
+from generation.served_versions import ServedVersions
 from storage import (
+    BASE_VERSION,
     EXPORT_FORMATS,
     STOPPED_AS,
     DatasetOptions,
@@ -151,14 +154,17 @@ class DraftService:
     """Front-end-neutral use cases over one engine and one repository."""
 
     def __init__(
-        self, repository: Repository, engine: Engine | None, policy: Policy = Policy(), metrics: Metrics | None = None,
+        self, repository: Repository, engine: Engine | ServedVersions | None, policy: Policy = Policy(),
+        metrics: Metrics | None = None, versions: ModelVersions | None = None,
     ) -> None:
+        """`engine`: one engine (it serves the base model), or the versions this process serves."""
         self._repository = repository
-        self._engine = engine
+        self._served = (engine if engine is None or isinstance(engine, ServedVersions)
+                        else ServedVersions(BASE_VERSION, engine))
         self._policy = policy
         self.metrics = metrics or Metrics()
-        if engine is not None:
-            self.metrics.watch_engine(engine.info, engine.load)
+        if self._served is not None:
+            self.metrics.watch_engine(self._served.info, self._served.load)
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
         self._stopping: dict[int, StopReason] = {}  # why a draft is being stopped, where not by its member
@@ -166,12 +172,24 @@ class DraftService:
         self._deliveries_forgotten_at = datetime.min.replace(tzinfo=timezone.utc)  # forget at the first claim
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
+        self._versions = versions
+
+    @property
+    def versions(self) -> ModelVersions:
+        if self._versions is None:
+            raise ServiceError("model versions are not available in this process")
+        return self._versions
+
+    @property
+    def served(self) -> ServedVersions:
+        if self._served is None:
+            raise ServiceError("no model is loaded in this process")
+        return self._served
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            raise ServiceError("no model is loaded in this process")
-        return self._engine
+        """The engine new drafts go to."""
+        return self.served.current
 
     async def create_draft(
         self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None
@@ -179,7 +197,8 @@ class DraftService:
         """Validate and store the request; the row exists before any token is generated."""
         task = get_task(task_name)
         prompt = task.render(inputs)
-        info = self.engine.info
+        served = self.served
+        info = served.info
         if self._closing:
             raise ShuttingDown("copydesk is restarting and takes no new drafts right now; please ask again in a minute")
         async with self._admission:  # the limits are checked and the row stored as one step
@@ -195,6 +214,7 @@ class DraftService:
                 user_prompt=prompt.user,
                 template_version=task.template_version,
                 model=info.name,
+                model_version=served.serving,
                 quantization=info.quantization,
                 sampling=task.sampling.capped(self._policy.engine.max_new_tokens).as_dict(),
                 seed=info.seed,
@@ -223,7 +243,8 @@ class DraftService:
         # own awaits a timeout would interrupt.
         deadline = asyncio.get_running_loop().call_later(self._policy.timeout_s, self._expire, draft_id)
         try:
-            async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
+            async with self.served.using(draft.model_version) as engine, \
+                    aclosing(engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
                     if update.queued_ahead is not None:
                         yield DraftProgress(draft_id, "", DraftStatus.QUEUED, ahead=update.queued_ahead)
@@ -341,7 +362,7 @@ class DraftService:
     def cancel(self, draft_id: int) -> bool:
         """Stop a queued or running draft; its generate() ends with status cancelled."""
         request_id = self._requests.get(draft_id)
-        return request_id is not None and self.engine.cancel(request_id)
+        return request_id is not None and self.served.cancel(request_id)
 
     async def rate(self, member: Member, draft_id: int, up: bool) -> tuple[int, int]:
         """One rating per member per draft; rating again changes it. Returns (ups, downs)."""
@@ -366,12 +387,14 @@ class DraftService:
 
     async def status(self) -> Status:
         activity = await self._repository.activity(_now() - STATUS_WINDOW)
-        info = self._engine.info if self._engine is not None else None
+        served = self._served
+        info = served.info if served is not None else None
         return Status(
             counts=activity.counts,
             tokens_per_s=activity.tokens / STATUS_WINDOW.total_seconds(),
-            model=f"{info.name} ({info.quantization}, {info.device})" if info else None,
-            load=self._engine.load() if self._engine is not None else None,
+            model=f"{info.name} ({info.quantization}, {info.device}), version {served.serving}"
+            if info and served else None,
+            load=served.load() if served is not None else None,
             peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )
 

@@ -111,6 +111,7 @@ def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
         "task": record.task,
         "template_version": record.template_version,
         "model": record.model,
+        "model_version": record.model_version,
         "quantization": record.quantization,
         "sampling": record.sampling,
         "seed": record.seed,

@@ -63,6 +63,7 @@ class FeedbackRecord:
     output: str
     template_version: str
     model: str
+    model_version: str
     quantization: str
     sampling: dict[str, Any]
     seed: int | None
@@ -108,6 +109,7 @@ class FeedbackRecord:
             output=draft.output,
             template_version=draft.template_version,
             model=draft.model,
+            model_version=draft.model_version,
             quantization=draft.quantization,
             sampling=dict(draft.sampling),
             seed=draft.seed,

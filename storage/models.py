@@ -34,6 +34,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.lifecycle import DraftStatus, StopReason  # owned there, importable from here too
 
+BASE_VERSION = "base"  # the configured model without an adapter: every deployment's first version
+
+
+class VersionState(StrEnum):
+    """A trained version is a candidate until served; at most one serves; retired ones serve no more."""
+
+    CANDIDATE = "candidate"
+    SERVING = "serving"
+    RETIRED = "retired"
+
 
 class FlagSource(StrEnum):
     MEMBER = "member"
@@ -108,6 +118,7 @@ class Draft(Base):
     user_prompt: Mapped[str] = mapped_column(Text)
     template_version: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(64), default=BASE_VERSION)  # what wrote it (see ModelVersion)
     quantization: Mapped[str] = mapped_column(String(16))
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int | None] = mapped_column(Integer)
@@ -291,3 +302,31 @@ class Delivery(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # what was delivered, e.g. "command", "button", "form"
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ModelVersion(Base):
+    """A trained adapter for the served model, with everything it came from.
+
+    Registered only once its folder is complete and verified; `adapter_sha256` is the adapter
+    file's, so a folder changed since can be told apart.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(String(255))
+    base_sha256: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(Text)
+    adapter_sha256: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    source_export: Mapped[dict[str, Any]] = mapped_column(JSON)  # folder, files and their sha256, rows
+    libraries: Mapped[dict[str, str]] = mapped_column(JSON)
+    wall_time_s: Mapped[float] = mapped_column()
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[VersionState] = mapped_column(_str_enum(VersionState), default=VersionState.CANDIDATE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -94,7 +94,8 @@ def feedback_view(draft_id: int) -> discord.ui.View:
 
 
 def draft_header(draft: Draft) -> str:
-    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+    """Which draft, of what, and the model version that wrote it."""
+    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) · version {draft.model_version}"
 
 
 def interrupted_notice(draft: Draft) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import Update, delete, select, update
 
 from storage.errors import DraftNotFound
 from storage.lifecycle import ACTIVE, STOPPED_AS, DraftStatus, StopReason, check, sources
-from storage.models import Draft, utcnow
+from storage.models import BASE_VERSION, Draft, utcnow
 from storage.repository.base import RepositoryBase, require_draft, rowcount
 
 
@@ -33,6 +33,7 @@ class DraftsRepository(RepositoryBase):
         guild_id: str | None = None,
         channel_id: str | None = None,
         parent_id: int | None = None,
+        model_version: str = BASE_VERSION,
     ) -> Draft:
         """Record a request as queued, before any generation starts."""
         draft = Draft(
@@ -42,6 +43,7 @@ class DraftsRepository(RepositoryBase):
             user_prompt=user_prompt,
             template_version=template_version,
             model=model,
+            model_version=model_version,
             quantization=quantization,
             sampling=sampling,
             seed=seed,
