@@ -23,6 +23,7 @@ from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import Member
 from generation import TASKS, Field, GenerationError, Task, get_task
+from generation.language import AUTO
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -144,7 +145,7 @@ def _draft_command(task: Task) -> click.Command:
             context.exit(1)
 
     params: list[click.Parameter] = [
-        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in task.fields
+        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in (*task.fields, *task.options)
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
@@ -161,9 +162,9 @@ def _field_help(field: Field) -> str:
 
 
 async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
-    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
+    fields, options = get_task(task_name).split(inputs)  # fail before spending seconds on loading the model
     async with open_service(settings) as service:
-        created = await service.create_draft(member, task_name, inputs)
+        created = await service.create_draft(member, task_name, fields, language=options.get("language", AUTO))
         printed = ""
         async for progress in service.generate(created.id):
             stable = progress.text.rstrip("\ufffd")

@@ -33,6 +33,7 @@ class DraftsRepository(RepositoryBase):
         guild_id: str | None = None,
         channel_id: str | None = None,
         parent_id: int | None = None,
+        language: str | None = None,
     ) -> Draft:
         """Record a request as queued, before any generation starts."""
         draft = Draft(
@@ -49,6 +50,7 @@ class DraftsRepository(RepositoryBase):
             guild_id=guild_id,
             channel_id=channel_id,
             parent_id=parent_id,
+            language=language,
             status=DraftStatus.QUEUED,
             output="",
             created_at=utcnow(),
@@ -77,6 +79,7 @@ class DraftsRepository(RepositoryBase):
         completion_tokens: int,
         latency_ms: int,
         ttft_ms: int | None,
+        quality: dict[str, Any] | None = None,
     ) -> bool:
         return await self._move(
             draft_id,
@@ -86,6 +89,7 @@ class DraftsRepository(RepositoryBase):
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
+            quality=quality,
             finished_at=utcnow(),
         )
 
