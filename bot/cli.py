@@ -23,7 +23,9 @@ from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import Member
 from generation import TASKS, Field, GenerationError, Task, get_task
-from generation.language import AUTO
+from generation.compliance import RulesError, load_rules
+from generation.compliance import check as compliance_check
+from generation.language import AUTO, LANGUAGES, detect_language
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -175,6 +177,57 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+class _CheckFailed(click.ClickException):
+    """`copydesk check` could not check (bad rules file, unreadable copy): exit 2, as for bad usage,
+    since 1 means a rule matched."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.option("--rules", "rule_files", type=_Path(dir_okay=False), multiple=True,
+              help="A rules file (the format of generation/rules/compliance.toml) to check with as well (repeatable).")
+@click.option("--text", "texts", multiple=True, help="Copy to check, instead of FILEs (repeatable).")
+@click.option("--language", type=click.Choice(list(LANGUAGES)),
+              help="The copy's language [default: told by each text's script; Latin script is English].")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.pass_context
+def check(context: click.Context, rule_files: tuple[Path, ...], texts: tuple[str, ...], language: str | None,
+          files: tuple[Path, ...]) -> None:
+    """Check copy (FILEs, - for standard input, or --text) against the compliance rules: copydesk's own, the
+    config's compliance_rules_file and never_words, and --rules. Prints FILE:LINE:COLUMN, rule id, source and
+    match for each; exits 1 when a rule matches, 0 when none does, 2 when it could not check."""
+    if bool(texts) == bool(files):
+        raise click.UsageError("give the copy to check as --text … or as FILE…, one of the two", context)
+    try:
+        rules = load_settings(context.obj).moderation.compliance_rules()
+        rules += tuple(rule for path in rule_files for rule in load_rules(path))
+        copies = [(f"--text {number}", text) for number, text in enumerate(texts, start=1)] or \
+                 [(str(path), _read_copy(path)) for path in files]
+    except (ConfigError, RulesError, OSError, UnicodeDecodeError) as error:
+        raise _CheckFailed(str(error)) from None
+    matched = False
+    for name, text in copies:
+        for match in compliance_check(text, language or detect_language(text), rules):
+            matched = True
+            line = text.count("\n", 0, match.start) + 1
+            column = match.start - (text.rfind("\n", 0, match.start) + 1) + 1
+            click.echo(f"{name}:{line}:{column}: {match.rule.id} ({match.rule.source}): {match.text!r} — "
+                       f"{match.rule.explanation}")
+    context.exit(1 if matched else 0)
+
+
+def _read_copy(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise OSError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"

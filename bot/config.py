@@ -106,9 +106,7 @@ class ModerationSettings(_Section):
         return path
 
     def compliance_rules(self) -> tuple[Rule, ...]:
-        """Every rule a draft is checked against: none when the check is off."""
-        if not self.check_compliance:
-            return ()
+        """Every rule copy is checked against here (drafts only while check_compliance is on)."""
         own = load_rules(Path(self.compliance_rules_file).expanduser()) if self.compliance_rules_file else ()
         return (*shipped_rules(), *own, *rules_from_words(self.never_words))
 

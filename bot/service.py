@@ -47,7 +47,7 @@ from generation import (
     Sampling,
     get_task,
 )
-from generation.compliance import Rule
+from generation.compliance import Rule, hold_reasons
 from generation.compliance import check as compliance_check
 from generation.input_text import is_blank, storable
 from generation.language import AUTO, DEFAULT_LANGUAGE, choose_language, language_instruction
@@ -124,7 +124,7 @@ class Policy:
     @cached_property
     def compliance(self) -> tuple[Rule, ...]:
         """Read once (a server's rules file among them), then checked at every step of every draft."""
-        return self.moderation.compliance_rules()
+        return self.moderation.compliance_rules() if self.moderation.check_compliance else ()
 
     @property
     def timeout_s(self) -> float:
@@ -308,7 +308,7 @@ class DraftService:
         """Why the automatic checks hold this text for a moderator: safety first, then compliance rules."""
         reasons = review_reasons(text, draft.system_prompt, self._policy.safety)
         matches = compliance_check(text, draft.language or DEFAULT_LANGUAGE, self._policy.compliance)
-        return reasons + [match.reason() for match in matches]
+        return reasons + hold_reasons(matches)
 
     async def _finish(self, run: _Run) -> DraftProgress:
         """Store the finished draft and count it; a draft the checks held gets its automatic flag, which names

@@ -57,12 +57,17 @@ class Match:
 
 
 def check(text: str, language: str, rules: Iterable[Rule]) -> list[Match]:
-    """Every rule that applies to the language and matches the text, with its first match, in rule order."""
-    matches = []
-    for rule in rules:
-        if rule.applies_to(language) and (found := rule.matcher.search(text)):
-            matches.append(Match(rule, found.group(), found.start()))
-    return matches
+    """Every match of every rule that applies to the language, rule by rule, in the order of the text."""
+    return [Match(rule, found.group(), found.start())
+            for rule in rules if rule.applies_to(language) for found in rule.matcher.finditer(text)]
+
+
+def hold_reasons(matches: Iterable[Match]) -> list[str]:
+    """One reason per rule that matched, with its first match: what a held draft's flag says."""
+    first: dict[str, Match] = {}
+    for match in matches:
+        first.setdefault(match.rule.id, match)
+    return [match.reason() for match in first.values()]
 
 
 def matches_in(text: str, rule: Rule) -> list[str]:
