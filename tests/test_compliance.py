@@ -131,9 +131,10 @@ def test_check_prints_where_each_rule_matches_and_exits_1(tmp_path: Path, monkey
     copy.write_text("Fresh tea.\n全国最佳的绿茶，销量第一\n", encoding="utf-8")
     result = run_check(str(copy))
     assert result.exit_code == 1, result.output
+    law = "China Advertising Law (2021) Art. 9(3)"
     assert result.output.splitlines() == [
-        f"{copy}:2:3: cn-ad-law-9-3-absolute (China Advertising Law (2021) Art. 9(3)): '最佳' — {rule('cn-ad-law-9-3-absolute').explanation}",
-        f"{copy}:2:11: cn-ad-law-9-3-first (China Advertising Law (2021) Art. 9(3)): '第一' — {rule('cn-ad-law-9-3-first').explanation}",
+        f"{copy}:2:3: cn-ad-law-9-3-absolute ({law}): '最佳' — {rule('cn-ad-law-9-3-absolute').explanation}",
+        f"{copy}:2:11: cn-ad-law-9-3-first ({law}): '第一' — {rule('cn-ad-law-9-3-first').explanation}",
     ]
     english = run_check("--text", "A fine lantern.", "--text", "Our #1 lantern")
     assert english.exit_code == 1 and english.output.startswith("--text 2:1:5: uk-cap-3-7-best (UK CAP Code 3.7 and 3.33): '#1'")
@@ -176,9 +177,8 @@ EVERYDAY_WORDS = ("the", "a", "an", "and", "to", "of", "for", "your", "is", "wit
 async def test_a_held_drafts_review_post_names_the_rule_its_source_and_the_match(
     fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
 ) -> None:
-    strict = DraftService(repository, engine, Policy(engine=policy.engine, member_key=policy.member_key,
-                                                     moderation=ModerationSettings(never_words=EVERYDAY_WORDS, detect_personal_data=False,
-                                                                                 detect_prompt_leak=False)))
+    rules_only = ModerationSettings(never_words=EVERYDAY_WORDS, detect_personal_data=False, detect_prompt_leak=False)
+    strict = DraftService(repository, engine, Policy(engine=policy.engine, member_key=policy.member_key, moderation=rules_only))
     bot, task = await start_bot(fake, strict, ModerationSettings(review_channel_id=fake.guild.channel("moderation").id))
     try:
         interaction = await fake.invoke_command("draft", {"product": "a solar lantern", "audience": "campers"},
