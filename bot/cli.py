@@ -25,7 +25,7 @@ from bot.service import Member
 from generation import TASKS, Field, GenerationError, Task, get_task
 from generation.compliance import RulesError, load_rules
 from generation.compliance import check as compliance_check
-from generation.language import AUTO, LANGUAGES, detect_language
+from generation.language import AUTO, LANGUAGES
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -191,7 +191,7 @@ class _CheckFailed(click.ClickException):
               help="A rules file (the format of generation/rules/compliance.toml) to check with as well (repeatable).")
 @click.option("--text", "texts", multiple=True, help="Copy to check, instead of FILEs (repeatable).")
 @click.option("--language", type=click.Choice(list(LANGUAGES)),
-              help="The copy's language [default: told by each text's script; Latin script is English].")
+              help="Check with the rules of this language only [default: every rule, whatever its language].")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.pass_context
 def check(context: click.Context, rule_files: tuple[Path, ...], texts: tuple[str, ...], language: str | None,
@@ -210,7 +210,7 @@ def check(context: click.Context, rule_files: tuple[Path, ...], texts: tuple[str
         raise _CheckFailed(str(error)) from None
     matched = False
     for name, text in copies:
-        for match in compliance_check(text, language or detect_language(text), rules):
+        for match in compliance_check(text, language, rules):
             matched = True
             line = text.count("\n", 0, match.start) + 1
             column = match.start - (text.rfind("\n", 0, match.start) + 1) + 1

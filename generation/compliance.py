@@ -56,10 +56,11 @@ class Match:
         return f"rule {self.rule.id} ({self.rule.source}) matched {self.text!r}"
 
 
-def check(text: str, language: str, rules: Iterable[Rule]) -> list[Match]:
-    """Every match of every rule that applies to the language, rule by rule, in the order of the text."""
+def check(text: str, language: str | None, rules: Iterable[Rule]) -> list[Match]:
+    """Every match of every rule that applies to the language (None: of every rule), rule by rule, in the
+    order of the text."""
     return [Match(rule, found.group(), found.start())
-            for rule in rules if rule.applies_to(language) for found in rule.matcher.finditer(text)]
+            for rule in rules if language is None or rule.applies_to(language) for found in rule.matcher.finditer(text)]
 
 
 def hold_reasons(matches: Iterable[Match]) -> list[str]:
