@@ -283,7 +283,7 @@ def settings_for(data: Path, args: argparse.Namespace) -> Settings:
         "engine": {"max_concurrent": args.concurrency, "max_new_tokens": args.max_new_tokens, "seed": args.seed},
         "privacy": {"training_consent_default": True},
         "export": {"test_fraction": 0.15, "min_votes": 1, "rating_threshold": 0.5},
-        "moderation": {"detect_personal_data": False, "detect_prompt_leak": False},
+        "moderation": {"detect_personal_data": False, "detect_prompt_leak": False, "check_compliance": False},
     })
 
 

@@ -29,6 +29,9 @@ from bot.errors import MEMBER_ERRORS
 from bot.service import Member
 from bot.versions import ModelVersions
 from generation import TASKS, Field, GenerationError, Task, get_task
+from generation.compliance import RulesError, load_rules
+from generation.compliance import check as compliance_check
+from generation.language import AUTO, LANGUAGES
 from generation.training import METHODS, TrainingConfig
 from storage import (
     EXPORT_FORMATS,
@@ -151,7 +154,7 @@ def _draft_command(task: Task) -> click.Command:
             context.exit(1)
 
     params: list[click.Parameter] = [
-        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in task.fields
+        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in (*task.fields, *task.options)
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
@@ -168,9 +171,9 @@ def _field_help(field: Field) -> str:
 
 
 async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
-    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
+    fields, options = get_task(task_name).split(inputs)  # fail before spending seconds on loading the model
     async with open_service(settings) as service:
-        created = await service.create_draft(member, task_name, inputs)
+        created = await service.create_draft(member, task_name, fields, language=options.get("language", AUTO))
         printed = ""
         async for progress in service.generate(created.id):
             stable = progress.text.rstrip("\ufffd")
@@ -181,6 +184,57 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+class _CheckFailed(click.ClickException):
+    """`copydesk check` could not check (bad rules file, unreadable copy): exit 2, as for bad usage,
+    since 1 means a rule matched."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.option("--rules", "rule_files", type=_Path(dir_okay=False), multiple=True,
+              help="A rules file (the format of generation/rules/compliance.toml) to check with as well (repeatable).")
+@click.option("--text", "texts", multiple=True, help="Copy to check, instead of FILEs (repeatable).")
+@click.option("--language", type=click.Choice(list(LANGUAGES)),
+              help="Check with the rules of this language only [default: every rule, whatever its language].")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.pass_context
+def check(context: click.Context, rule_files: tuple[Path, ...], texts: tuple[str, ...], language: str | None,
+          files: tuple[Path, ...]) -> None:
+    """Check copy (FILEs, - for standard input, or --text) against the compliance rules: copydesk's own, the
+    config's compliance_rules_file and never_words, and --rules. Prints FILE:LINE:COLUMN, rule id, source and
+    match for each; exits 1 when a rule matches, 0 when none does, 2 when it could not check."""
+    if bool(texts) == bool(files):
+        raise click.UsageError("give the copy to check as --text … or as FILE…, one of the two", context)
+    try:
+        rules = load_settings(context.obj).moderation.compliance_rules()
+        rules += tuple(rule for path in rule_files for rule in load_rules(path))
+        copies = [(f"--text {number}", text) for number, text in enumerate(texts, start=1)] or \
+                 [(str(path), _read_copy(path)) for path in files]
+    except (ConfigError, RulesError, OSError, UnicodeDecodeError) as error:
+        raise _CheckFailed(str(error)) from None
+    matched = False
+    for name, text in copies:
+        for match in compliance_check(text, language, rules):
+            matched = True
+            line = text.count("\n", 0, match.start) + 1
+            column = match.start - (text.rfind("\n", 0, match.start) + 1) + 1
+            click.echo(f"{name}:{line}:{column}: {match.rule.id} ({match.rule.source}): {match.text!r} — "
+                       f"{match.rule.explanation}")
+    context.exit(1 if matched else 0)
+
+
+def _read_copy(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise OSError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"

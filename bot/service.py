@@ -19,15 +19,26 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from bot.config import EngineSettings, ExportSettings, LimitSettings, ModerationSettings, PrivacySettings, Settings
+from bot.config import (
+    DraftingSettings,
+    EngineSettings,
+    ExportSettings,
+    LimitSettings,
+    ModerationSettings,
+    PrivacySettings,
+    Settings,
+)
 from bot.errors import ServiceError
 from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
 from bot.versions import ModelVersions
 from generation import (
+    TASKS,
     Engine,
     EngineLoad,
     GenerationCancelled,
@@ -37,7 +48,11 @@ from generation import (
     Sampling,
     get_task,
 )
+from generation.compliance import Rule, hold_reasons
+from generation.compliance import check as compliance_check
 from generation.input_text import is_blank, storable
+from generation.language import AUTO, DEFAULT_LANGUAGE, choose_language, language_instruction
+from generation.quality import quality_signals
 from generation.safety import SafetyPolicy, review_reasons
 from generation.served_versions import ServedVersions
 from storage import (
@@ -96,16 +111,23 @@ class Policy:
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    drafting: DraftingSettings = DraftingSettings()
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
 
     @classmethod
     def of(cls, settings: Settings, member_key: bytes) -> Policy:
         return cls(engine=settings.engine, export=settings.export, limits=settings.limits,
-                   moderation=settings.moderation, privacy=settings.privacy, member_key=member_key)
+                   moderation=settings.moderation, privacy=settings.privacy, drafting=settings.drafting,
+                   member_key=member_key)
 
     @property
     def safety(self) -> SafetyPolicy:
         return self.moderation.safety_policy()
+
+    @cached_property
+    def compliance(self) -> tuple[Rule, ...]:
+        """Read once (a server's rules file among them), then checked at every step of every draft."""
+        return self.moderation.compliance_rules() if self.moderation.check_compliance else ()
 
     @property
     def timeout_s(self) -> float:
@@ -125,6 +147,7 @@ class DraftProgress:
     ahead: int = 0  # while queued: drafts in line before this one
     held: bool = False  # an automatic check tripped: the draft waits for a moderator
     flag_id: int | None = None  # the automatic flag, once the draft is done
+    quality: dict[str, Any] | None = None  # the finished draft's signals (generation/quality.py)
 
 
 @dataclass(frozen=True)
@@ -192,11 +215,16 @@ class DraftService:
         return self.served.current
 
     async def create_draft(
-        self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None,
+        language: str = AUTO,
     ) -> Draft:
-        """Validate and store the request; the row exists before any token is generated."""
+        """Validate and store the request; the row exists before any token is generated.
+
+        `language`: a code of generation/language.py, or "auto" for the server's setting, else the request's."""
         task = get_task(task_name)
         prompt = task.render(inputs)
+        request = " ".join(inputs.get(spec.name) or "" for spec in task.fields if not spec.choices)  # what the member wrote
+        written_in = choose_language(language, self._policy.drafting.language, request)
         served = self.served
         info = served.info
         if self._closing:
@@ -211,7 +239,7 @@ class DraftService:
                 task=task.name,
                 inputs=task.validate(inputs),
                 system_prompt=prompt.system,
-                user_prompt=prompt.user,
+                user_prompt=prompt.user + language_instruction(written_in),
                 template_version=task.template_version,
                 model=info.name,
                 model_version=served.serving,
@@ -222,12 +250,14 @@ class DraftService:
                 guild_id=member.guild_id,
                 channel_id=member.channel_id,
                 parent_id=parent_id,
+                language=written_in,
             )
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
         original = await self._for_member(member, draft_id)
-        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id)
+        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id,
+                                       language=original.language or AUTO)
 
     async def generate(self, draft_id: int) -> AsyncGenerator[DraftProgress, None]:
         """Run a queued draft, yielding its text as it grows; the row follows every step."""
@@ -254,7 +284,7 @@ class DraftService:
                         await self._repository.mark_running(draft_id)
                     run.text, run.tokens, run.prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
                     # Checked at every step, so held text never reaches a front-end, not even in part.
-                    run.reasons = run.reasons or review_reasons(run.text, draft.system_prompt, self._policy.safety)
+                    run.reasons = run.reasons or self._hold_reasons(draft, run.text)
                     if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
                         await self._repository.record_progress(draft_id, run.text)
                         saved_at = time.monotonic()
@@ -295,9 +325,18 @@ class DraftService:
             self._count_ended(run, status)
         return run.progress(status, error=error)
 
+    def _hold_reasons(self, draft: Draft, text: str) -> list[str]:
+        """Why the automatic checks hold this text for a moderator: safety first, then compliance rules."""
+        reasons = review_reasons(text, draft.system_prompt, self._policy.safety)
+        matches = compliance_check(text, draft.language or DEFAULT_LANGUAGE, self._policy.compliance)
+        return reasons + hold_reasons(matches)
+
     async def _finish(self, run: _Run) -> DraftProgress:
-        """Store the finished draft and count it; a draft the checks held gets its automatic flag."""
+        """Store the finished draft and count it; a draft the checks held gets its automatic flag, which names
+        everything the whole text trips (the steps stopped at the first)."""
         draft, finished_at = run.draft, _now()
+        target = task.target_words if (task := TASKS.get(draft.task)) else 0  # a task since taken out: no target
+        quality = quality_signals(run.text, draft.language or DEFAULT_LANGUAGE, target, self._policy.drafting.brand_words)
         await self._repository.finish_draft(
             draft.id,
             output=run.text,
@@ -305,14 +344,16 @@ class DraftService:
             completion_tokens=run.tokens,
             latency_ms=_ms(finished_at - draft.created_at),
             ttft_ms=_ms((run.first_token_at or finished_at) - draft.created_at),
+            quality=quality,
         )
         self._count_ended(run, DraftStatus.DONE)
         flag_id = None
         if run.reasons:
+            run.reasons = self._hold_reasons(draft, run.text) or run.reasons
             flag = await self._repository.add_flag(draft.id, "held automatically: " + "; ".join(run.reasons),
                                                    source="auto")
             flag_id = flag.id
-        return run.progress(DraftStatus.DONE, flag_id=flag_id)
+        return run.progress(DraftStatus.DONE, flag_id=flag_id, quality=quality)
 
     def _count_ended(self, run: _Run, status: DraftStatus) -> None:
         draft = run.draft
@@ -502,11 +543,12 @@ class _Run:
     first_token_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)  # why the safety checks hold it, once they do
 
-    def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None) -> DraftProgress:
+    def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None,
+                 quality: dict[str, Any] | None = None) -> DraftProgress:
         """This step as a front-end may show it: a held draft's text is never handed out."""
         held = bool(self.reasons)
         return DraftProgress(self.draft.id, "" if held else self.text, status, self.tokens, error=error, held=held,
-                             flag_id=flag_id)
+                             flag_id=flag_id, quality=quality)
 
 
 def _feedback_text(text: str, what: str) -> str:

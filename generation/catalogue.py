@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from generation.errors import InputError
 from generation.input_text import clean, is_blank
+from generation.language import AUTO, LANGUAGES
 from generation.sampling import Sampling
 
 
@@ -43,6 +44,17 @@ class Task:
     template: str
     template_version: str
     sampling: Sampling
+    # The length a draft aims at, in words (0: none), for its quality signals (generation/quality.py).
+    target_words: int = 0
+    # Choices about the draft that are not part of the template (its language): on the same commands,
+    # recorded in their own columns rather than in the inputs.
+    options: tuple[Field, ...] = ()
+
+    def split(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """A front-end's values as the template's inputs and the draft's options, both checked."""
+        names = {option.name for option in self.options}
+        options = {option.name: self._checked(option, values.get(option.name) or "") for option in self.options}
+        return self.validate({name: value for name, value in values.items() if name not in names}), options
 
     def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored.
@@ -55,28 +67,30 @@ class Task:
                 f"unknown field {unknown[0]!r} for {self.command}; "
                 f"its fields are: {', '.join(f.name for f in self.fields)}"
             )
-        values: dict[str, str] = {}
-        for spec in self.fields:
-            value = clean(inputs.get(spec.name) or "").strip()
-            if is_blank(value):
-                if spec.required:
-                    raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
-                value = spec.default or ""
-            if len(value) > spec.max_chars:
-                raise InputError(
-                    f"{spec.name} is {len(value)} characters long; "
-                    f"{self.command} takes at most {spec.max_chars}"
-                )
-            if spec.choices and value not in spec.choices:
-                raise InputError(f"{spec.name} must be one of {', '.join(spec.choices)} (got {value!r})")
-            values[spec.name] = value
-        return values
+        return {spec.name: self._checked(spec, inputs.get(spec.name) or "") for spec in self.fields}
+
+    def _checked(self, spec: Field, raw: str) -> str:
+        value = clean(raw).strip()
+        if is_blank(value):
+            if spec.required:
+                raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
+            value = spec.default or ""
+        if len(value) > spec.max_chars:
+            raise InputError(
+                f"{spec.name} is {len(value)} characters long; "
+                f"{self.command} takes at most {spec.max_chars}"
+            )
+        if spec.choices and value not in spec.choices:
+            raise InputError(f"{spec.name} must be one of {', '.join(spec.choices)} (got {value!r})")
+        return value
 
     def render(self, inputs: Mapping[str, str]) -> Prompt:
         return Prompt(system=self.system_prompt, user=self.template.format(**self.validate(inputs)))
 
 
 TONES = ("friendly", "professional", "playful", "bold", "luxurious")
+LANGUAGE = Field("language", "the language to write in (auto: the server's, else the request's)", max_chars=8,
+                 required=False, default=AUTO, choices=(AUTO, *LANGUAGES))
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -97,6 +111,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Write a {tone} advertisement for {product}, aimed at {audience}.",
             template_version="ad-v1",
+            target_words=50,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=120, temperature=0.8, top_p=0.9, top_k=50),
         ),
         Task(
@@ -118,6 +134,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Write a {length}, {tone} blog post about {topic} for {audience}.",
             template_version="blog-v1",
+            target_words=300,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=400, temperature=0.7, top_p=0.9, top_k=50),
         ),
         Task(
@@ -135,6 +153,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Summarize the following text as a short {style}.\n\nText:\n{text}",
             template_version="summary-v1",
+            target_words=80,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=160, temperature=0.3, top_p=0.9, top_k=40),
         ),
     )

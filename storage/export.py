@@ -14,6 +14,7 @@ each carries its provenance in `metadata`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -219,7 +220,8 @@ class Raw(ExportFormat):
         ("output", pa.string()), ("template_version", pa.string()), ("model", pa.string()),
         ("quantization", pa.string()), ("sampling", pa.map_(pa.string(), pa.float64())), ("seed", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")), ("ups", pa.int64()), ("downs", pa.int64()),
-        ("improvements", pa.list_(pa.string())), ("author", pa.string()),
+        ("improvements", pa.list_(pa.string())), ("author", pa.string()), ("language", pa.string()),
+        ("quality", pa.string()),  # the quality signals as JSON text, so new signals need no new schema
     ])
 
     def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
@@ -241,7 +243,8 @@ class Raw(ExportFormat):
 
     def parquet_record(self, row: Row) -> dict[str, Any]:
         return {**row, "created_at": datetime.fromisoformat(row["created_at"]),
-                "sampling": {name: float(value) for name, value in row["sampling"].items()}}
+                "sampling": {name: float(value) for name, value in row["sampling"].items()},
+                "quality": None if row["quality"] is None else json.dumps(row["quality"], ensure_ascii=False)}
 
 
 EXPORT_FORMATS: tuple[str, ...] = tuple(FORMATS)

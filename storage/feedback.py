@@ -72,6 +72,8 @@ class FeedbackRecord:
     downs: int
     improvements: tuple[str, ...]
     author: str | None = None  # a pseudonym ("m_…"), never the member id
+    language: str | None = None
+    quality: dict[str, Any] | None = None  # the finished draft's quality signals
 
     @property
     def request_id(self) -> int:
@@ -118,4 +120,6 @@ class FeedbackRecord:
             downs=downs,
             improvements=tuple(improvement.text for improvement in improvements),
             author=author,
+            language=draft.language,
+            quality=draft.quality,
         )

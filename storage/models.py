@@ -128,6 +128,8 @@ class Draft(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     stop_reason: Mapped[StopReason | None] = mapped_column(_str_enum(StopReason))  # see storage.lifecycle
+    language: Mapped[str | None] = mapped_column(String(8))  # what it was written in (generation/language.py)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # signals of the finished draft (generation/quality.py)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)  # queued → finished

@@ -53,10 +53,11 @@ def _task_command(task: Task, name: str) -> TaskCommand:
 
     # discord.py reads a command's options off its callback's signature: give it one per field.
     interaction = inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Interaction)
-    vars(draft)["__signature__"] = inspect.Signature([interaction, *map(_option, task.fields)])
-    app_commands.describe(**{field.name: _sentence(field.description) for field in task.fields})(draft)
+    options = (*task.fields, *task.options)
+    vars(draft)["__signature__"] = inspect.Signature([interaction, *map(_option, options)])
+    app_commands.describe(**{field.name: _sentence(field.description) for field in options})(draft)
     app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
-                            for field in task.fields if field.choices})(draft)
+                            for field in options if field.choices})(draft)
     return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)
 
 

@@ -34,6 +34,7 @@ class DraftsRepository(RepositoryBase):
         channel_id: str | None = None,
         parent_id: int | None = None,
         model_version: str = BASE_VERSION,
+        language: str | None = None,
     ) -> Draft:
         """Record a request as queued, before any generation starts."""
         draft = Draft(
@@ -51,6 +52,7 @@ class DraftsRepository(RepositoryBase):
             guild_id=guild_id,
             channel_id=channel_id,
             parent_id=parent_id,
+            language=language,
             status=DraftStatus.QUEUED,
             output="",
             created_at=utcnow(),
@@ -79,6 +81,7 @@ class DraftsRepository(RepositoryBase):
         completion_tokens: int,
         latency_ms: int,
         ttft_ms: int | None,
+        quality: dict[str, Any] | None = None,
     ) -> bool:
         return await self._move(
             draft_id,
@@ -88,6 +91,7 @@ class DraftsRepository(RepositoryBase):
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
+            quality=quality,
             finished_at=utcnow(),
         )
 
