@@ -59,6 +59,7 @@ T = TypeVar("T")
 WORD = re.compile(r"[\w'’-]+")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MAX_WORDS = 45
+TEAM = 12  # members of the simulated team
 CALLS_TO_ACTION = ("buy", "order", "shop", "get", "try", "visit", "grab", "discover", "book", "join", "sign up",
                    "subscribe", "start", "claim", "pick up", "treat yourself", "call")
 RULE = (f"an ad is approved when it (1) names the product (the product's last word appears), (2) has at most "
@@ -196,32 +197,38 @@ class Written:
     product: str
     audience: str
     text: str
+    member: Member
 
     @property
     def ok(self) -> bool:
         return approved(self.text, self.product)
 
 
+def team_member(index: int) -> Member:
+    return Member(f"bench-member-{index % TEAM}", guild_id="1", channel_id="2")
+
+
 async def team_drafts(service: DraftService, requests: int, regenerate_share: float, rng: random.Random,
                       concurrency: int) -> list[Written]:
     """The team at work on the base: a draft per request, a regeneration for some rejected ones, all rated."""
-    member = Member("bench-team", guild_id="1", channel_id="2")
     asks = [(TRAINING_PRODUCTS[i % len(TRAINING_PRODUCTS)], rng.choice(AUDIENCES), rng.choice(TONES))
             for i in range(requests)]
 
-    def first(product: str, audience: str, tone: str) -> Callable[[], Awaitable[Written]]:
+    def first(index: int, product: str, audience: str, tone: str) -> Callable[[], Awaitable[Written]]:
         async def job() -> Written:
+            member = team_member(index)
             draft_id, text = await write(service, member, product, audience, tone)
-            return Written(draft_id, product, audience, text)
+            return Written(draft_id, product, audience, text, member)
         return job
 
-    originals = await bounded([first(*ask) for ask in asks], concurrency)
+    originals = await bounded([first(index, *ask) for index, ask in enumerate(asks)], concurrency)
     again = [w for w in originals if not w.ok and rng.random() < regenerate_share]
 
     def sibling(original: Written) -> Callable[[], Awaitable[Written]]:
         async def job() -> Written:
-            draft_id, text = await write(service, member, original.product, original.audience, "", original.draft_id)
-            return Written(draft_id, original.product, original.audience, text)
+            draft_id, text = await write(service, original.member, original.product, original.audience, "",
+                                         original.draft_id)
+            return Written(draft_id, original.product, original.audience, text, original.member)
         return job
 
     drafts = originals + await bounded([sibling(w) for w in again], concurrency)
@@ -263,16 +270,15 @@ class Scored:
 
 
 async def fresh_drafts(service: DraftService, count: int, rng: random.Random, concurrency: int) -> tuple[list[str], list[str]]:
-    member = Member("bench-fresh", guild_id="1", channel_id="2")
     products = [FRESH_PRODUCTS[i % len(FRESH_PRODUCTS)] for i in range(count)]
     audiences = [AUDIENCES[i % len(AUDIENCES)] for i in range(count)]
 
-    def job(product: str, audience: str, tone: str) -> Callable[[], Awaitable[str]]:
+    def job(index: int, product: str, audience: str) -> Callable[[], Awaitable[str]]:
         async def run() -> str:
-            return (await write(service, member, product, audience, tone))[1]
+            return (await write(service, team_member(index), product, audience, TONES[index % len(TONES)]))[1]
         return run
 
-    texts = await bounded([job(p, a, TONES[i % len(TONES)]) for i, (p, a) in enumerate(zip(products, audiences))],
+    texts = await bounded([job(i, p, a) for i, (p, a) in enumerate(zip(products, audiences, strict=True))],
                           concurrency)
     return texts, products
 
@@ -282,6 +288,7 @@ def settings_for(data: Path, args: argparse.Namespace) -> Settings:
         "storage": {"data_dir": str(data)},
         "engine": {"max_concurrent": args.concurrency, "max_new_tokens": args.max_new_tokens, "seed": args.seed},
         "privacy": {"training_consent_default": True},
+        "limits": {"waiting": 0, "waiting_per_member": 0, "per_member_per_minute": 0},  # the team drafts in bulk
         "export": {"test_fraction": 0.15, "min_votes": 1, "rating_threshold": 0.5},
         "moderation": {"detect_personal_data": False, "detect_prompt_leak": False, "check_compliance": False},
     })

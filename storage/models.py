@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -327,7 +328,7 @@ class ModelVersion(Base):
     seed: Mapped[int] = mapped_column(Integer)
     source_export: Mapped[dict[str, Any]] = mapped_column(JSON)  # folder, files and their sha256, rows
     libraries: Mapped[dict[str, str]] = mapped_column(JSON)
-    wall_time_s: Mapped[float] = mapped_column()
+    wall_time_s: Mapped[float] = mapped_column(Float)
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[VersionState] = mapped_column(_str_enum(VersionState), default=VersionState.CANDIDATE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -38,12 +38,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
         sa.UniqueConstraint("name", name=op.f("uq_model_versions_name")),
     )
-    # Drafts written before versions existed were written by the base model.
-    with op.batch_alter_table("drafts") as batch:
-        batch.add_column(sa.Column("model_version", sa.String(64), nullable=False, server_default="base"))
+    # Drafts written before versions existed were written by the base model. Plain ADD / DROP COLUMN,
+    # not batch mode, as in 0002: batch mode would rebuild drafts and, with foreign keys on,
+    # cascade-delete its feedback.
+    op.add_column("drafts", sa.Column("model_version", sa.String(64), nullable=False, server_default="base"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("drafts") as batch:
-        batch.drop_column("model_version")
+    op.drop_column("drafts", "model_version")
     op.drop_table("model_versions")
