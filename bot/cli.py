@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import sys
 from collections.abc import Coroutine, Iterator
@@ -21,8 +22,9 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
-from bot.service import Member
+from bot.service import DraftProgress, Member
 from generation import TASKS, Field, GenerationError, Task, get_task
+from generation.platforms import PlatformDraft, get_platform
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -137,10 +139,10 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, as_json: bool, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
-        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"))) != DraftStatus.DONE:
+        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"), as_json)) != DraftStatus.DONE:
             context.exit(1)
 
     params: list[click.Parameter] = [
@@ -148,6 +150,8 @@ def _draft_command(task: Task) -> click.Command:
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
+    params.append(click.Option(["--json", "as_json"], is_flag=True,
+                               help="Print the finished draft as JSON (a platform draft: its fields and their counts)."))
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
 
@@ -160,20 +164,43 @@ def _field_help(field: Field) -> str:
     return "; ".join(parts) + ("" if not field.required else " (required)")
 
 
-async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
+async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member,
+                    as_json: bool = False) -> DraftStatus:
     get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
     async with open_service(settings) as service:
         created = await service.create_draft(member, task_name, inputs)
         printed = ""
         async for progress in service.generate(created.id):
             stable = progress.text.rstrip("\ufffd")
-            if stable.startswith(printed):
+            if not as_json and stable.startswith(printed):
                 click.echo(stable[len(printed):], nl=False)
                 printed = stable
-        click.echo()
+        if as_json:
+            click.echo(json.dumps(_draft_json(created.id, created.platform, progress), ensure_ascii=False, indent=2))
+        else:
+            click.echo()
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+def _draft_json(draft_id: int, platform: str, progress: DraftProgress) -> dict[str, Any]:
+    """The finished draft for a script: its text, and a platform draft's fields, counts and limits."""
+    shown: dict[str, Any] = {"draft": draft_id, "status": str(progress.status), "platform": platform,
+                             "held": progress.held, "text": progress.text}
+    if progress.error:
+        shown["error"] = progress.error
+    if progress.fields is not None:
+        shown.update(_fields_json(progress.fields))
+    return shown
+
+
+def _fields_json(fields: PlatformDraft) -> dict[str, Any]:
+    rule = get_platform(fields.platform).rule
+    return {"counting": {"rule": rule.name, "source": rule.source}, "fits": fields.fits,
+            "fields": [{"label": field.label, "text": field.text, "count": field.count, "limit": field.limit,
+                        "recommended": field.recommended, "status": str(field.status),
+                        "regenerations": field.regenerations} for field in fields.fields]}
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"

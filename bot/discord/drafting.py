@@ -26,6 +26,7 @@ from bot.discord.rendering import split_message, streaming_preview
 from bot.errors import MEMBER_ERRORS
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
+from generation.platforms import PlatformDraft, get_platform
 from storage import Draft, DraftStatus
 
 log = logging.getLogger("copydesk.discord")
@@ -102,17 +103,27 @@ def interrupted_notice(draft: Draft) -> str:
     return f"{draft_header(draft)}\n⚠️ Interrupted — <@{draft.author_id}>, {INTERRUPTED_BY_RESTART}."
 
 
-def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...]) -> tuple[str, discord.File | None]:
+def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...],
+                  fields: PlatformDraft | None = None) -> tuple[str, discord.File | None]:
     """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
     message shows its beginning (code fences closed, links shown for what they are) and comes whole,
-    as the model wrote it, as a `.md` file."""
+    as the model wrote it, as a `.md` file. A platform draft shows each field with its count."""
     header = draft_header(draft)
+    if fields is not None:
+        text = platform_text(fields)
     # Room for the header, the note on the file, and a mention should it end up as a channel message.
     chunks = split_message(shown(text, allowed_domains), limit=1800 - len(header))
     if len(chunks) == 1:
         return f"{header}\n{chunks[0]}", None
     attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{draft.id}.md")
     return f"{header}\n{chunks[0]}\n-# … the whole draft is in the attached file.", attachment
+
+
+def platform_text(fields: PlatformDraft) -> str:
+    """A platform draft as a member checks it: how it is counted, then `Headline 1 (27/30): …` a line."""
+    rule = get_platform(fields.platform).rule
+    verdict = "every field fits" if fields.fits else "⚠️ some fields do not fit: see below"
+    return "\n".join([f"-# {fields.platform} · counted as {rule.name} ({rule.source}) · {verdict}", *fields.lines()])
 
 
 class DraftMessage:
@@ -150,7 +161,7 @@ class DraftMessage:
         if progress.held:
             await self._send_final(f"{self._header}\n{HELD}", view=None)
         elif progress.status == DraftStatus.DONE:
-            await self._deliver(progress.text)
+            await self._deliver(progress.text, progress.fields)
         elif progress.status == DraftStatus.CANCELLED:
             await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
         elif progress.status == DraftStatus.INTERRUPTED:
@@ -158,8 +169,8 @@ class DraftMessage:
         else:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
-    async def _deliver(self, text: str) -> None:
-        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains)
+    async def _deliver(self, text: str, fields: PlatformDraft | None) -> None:
+        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains, fields)
         await self._send_final(content, view=feedback_view(self._draft.id), file=attachment)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:

@@ -25,6 +25,7 @@ class DraftsRepository(RepositoryBase):
         system_prompt: str,
         user_prompt: str,
         template_version: str,
+        platform: str = "generic",
         model: str,
         quantization: str,
         sampling: dict[str, Any],
@@ -41,6 +42,7 @@ class DraftsRepository(RepositoryBase):
             system_prompt=system_prompt,
             user_prompt=user_prompt,
             template_version=template_version,
+            platform=platform,
             model=model,
             quantization=quantization,
             sampling=sampling,
@@ -77,11 +79,14 @@ class DraftsRepository(RepositoryBase):
         completion_tokens: int,
         latency_ms: int,
         ttft_ms: int | None,
+        fields: list[dict[str, Any]] | None = None,
     ) -> bool:
+        """Store the finished draft; a platform draft with its fields (generation.platforms' JSON)."""
         return await self._move(
             draft_id,
             DraftStatus.DONE,
             output=output,
+            fields=fields,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
