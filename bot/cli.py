@@ -26,6 +26,7 @@ from bot.service import DraftProgress, Member
 from generation import TASKS, Field, GenerationError, Task, get_task
 from generation.platforms import PlatformDraft, get_platform
 from storage import (
+    EXPORT_CHOICES,
     EXPORT_FORMATS,
     DatasetSummary,
     DraftStatus,
@@ -260,9 +261,10 @@ def status(context: click.Context) -> None:
 
 @main.command()
 @click.option("--out", type=_Path(file_okay=False), required=True,
-              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
-@click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
-              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
+              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet, ads-<platform>.csv "
+                   "and README.md.")
+@click.option("--format", "formats", type=click.Choice(EXPORT_CHOICES), multiple=True,
+              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}); ads only when named.")
 @click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
 @click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC).")
 @click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True, help="Only these tasks (repeatable).")

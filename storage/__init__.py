@@ -14,7 +14,7 @@ from storage.errors import (
     StorageError,
 )
 from storage.exclusions import Reason
-from storage.export import EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
+from storage.export import EXPORT_CHOICES, EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
@@ -36,6 +36,7 @@ from storage.repository import Activity, Repository
 
 __all__ = [
     "Activity",
+    "EXPORT_CHOICES",
     "EXPORT_FORMATS",
     "Base",
     "Consent",

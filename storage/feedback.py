@@ -71,6 +71,8 @@ class FeedbackRecord:
     downs: int
     improvements: tuple[str, ...]
     author: str | None = None  # a pseudonym ("m_…"), never the member id
+    platform: str = "generic"  # the ad platform it was written for, and its fields (see drafts.fields)
+    fields: list[dict[str, Any]] | None = None
 
     @property
     def request_id(self) -> int:
@@ -116,4 +118,6 @@ class FeedbackRecord:
             downs=downs,
             improvements=tuple(improvement.text for improvement in improvements),
             author=author,
+            platform=draft.platform,
+            fields=draft.fields,
         )
