@@ -35,7 +35,7 @@ async def fit(draft: PlatformDraft, request: str, complete: Complete, tries: int
             field = draft.fields[position]
             spec = platform.field(field.key)
             prompt = field_prompt(platform, spec, request, field.text or None)
-            written = await complete(prompt, int(spec.limit * TOKENS_PER_CHARACTER) + FIELD_TOKEN_MARGIN)
+            written = await complete(prompt, int(spec.target * TOKENS_PER_CHARACTER) + FIELD_TOKEN_MARGIN)
             text = _first_line(written or "", spec.label)
             candidate = measure(platform, spec, field.index, text, field.regenerations + 1)
             # Keep the better of the two: one that fits, else the shorter overrun; an empty answer never wins.

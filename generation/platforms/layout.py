@@ -82,7 +82,7 @@ class PlatformDraft:
 def layout_prompt(platform: Platform, prompt: Prompt) -> Prompt:
     """The task's prompt, asking for the platform's fields in labelled lines with their limits."""
     lines = [f"{spec.label_of(index)}: …" for spec in platform.fields for index in range(1, spec.ask + 1)]
-    limits = "; ".join(f"each {spec.label.lower()} at most {spec.limit} characters" for spec in platform.fields)
+    limits = "; ".join(f"each {spec.label.lower()} at most {spec.target} characters" for spec in platform.fields)
     system = (f"You are a skilled copywriter. Write {platform.title}. Answer with exactly these lines and "
               f"nothing else:\n" + "\n".join(lines) + f"\nKeep {limits}. Do not explain what you are doing.")
     return Prompt(system=system, user=prompt.user)
@@ -93,7 +93,7 @@ def field_prompt(platform: Platform, spec: FieldSpec, request: str, too_long: st
     before = f' The last one was too long: "{too_long}".' if too_long else ""
     return Prompt(
         system=(f"You are a skilled copywriter writing {platform.title}. Answer with one "
-                f"{spec.label.lower()} only, on one line, at most {spec.limit} characters.{before}"),
+                f"{spec.label.lower()} only, on one line, at most {spec.target} characters.{before}"),
         user=request,
     )
 

@@ -26,6 +26,11 @@ class FieldSpec:
     source: str = ""
 
     @property
+    def target(self) -> int:
+        """The length the model is asked for: the platform's recommendation where it has one, else its limit."""
+        return min(self.limit, self.recommended or self.limit)
+
+    @property
     def key(self) -> str:
         return self.label.lower().replace(" ", "_")
 
