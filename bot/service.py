@@ -310,7 +310,8 @@ class DraftService:
             return
 
         async def complete(prompt: Prompt, max_new_tokens: int) -> str | None:
-            sampling = Sampling(**{**draft.sampling, "max_new_tokens": max_new_tokens})
+            sampling = Sampling(**{**draft.sampling, "max_new_tokens": max_new_tokens}).capped(
+                self._policy.engine.max_new_tokens)
             request_id = f"draft-{draft.id}-field-{uuid.uuid4().hex[:8]}"
             text = None
             try:

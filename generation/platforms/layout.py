@@ -15,7 +15,8 @@ from typing import Any
 from generation.platforms.specs import FieldSpec, Platform, get_platform
 from generation.prompt import Prompt
 
-QUOTES = "\"'“”‘’«»「」*_`"
+MARKUP = "*_` "  # bold, italics and code marks small models wrap a field in
+QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»", "「": "」"}
 
 
 class FieldStatus(StrEnum):
@@ -123,10 +124,10 @@ def parse(platform_name: str, text: str) -> PlatformDraft:
 
 def clean_field(value: str) -> str:
     """A field's text without the quotes and markup small models wrap it in."""
-    value = " ".join(value.split())
-    while len(value) >= 2 and value[0] in QUOTES and value[-1] in QUOTES:
-        value = value[1:-1].strip()
-    return value.strip(QUOTES + " ") if value.count('"') == 1 else value
+    value = " ".join(value.split()).strip(MARKUP)
+    while len(value) >= 2 and QUOTE_PAIRS.get(value[0]) == value[-1]:
+        value = value[1:-1].strip(MARKUP)
+    return value
 
 
 def measure(platform: Platform, spec: FieldSpec, index: int, text: str, regenerations: int = 0) -> PlatformField:
