@@ -224,7 +224,7 @@ async def test_a_field_that_cannot_fit_is_written_again_then_marked_over(engine:
 
 async def test_copydesk_draft_json_prints_the_fields_and_their_counts(tmp_path: Path, cache_dir: Path) -> None:
     result = copydesk("draft", "ad", "--product", "a solar lantern", "--audience", "campers", "--platform", "google",
-                      "--json", cwd=tmp_path, cache_dir=cache_dir, COPYDESK_ENGINE__MAX_NEW_TOKENS="40")
+                      "--json", cwd=tmp_path, cache_dir=cache_dir)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert (shown["draft"], shown["status"], shown["platform"]) == (1, "done", "google")
