@@ -26,14 +26,16 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
-from bot.service import Member
+from bot.service import DraftProgress, Member
 from bot.versions import ModelVersions
 from generation import TASKS, Field, GenerationError, Task, get_task
 from generation.compliance import RulesError, load_rules
 from generation.compliance import check as compliance_check
 from generation.language import AUTO, LANGUAGES
+from generation.platforms import PlatformDraft, get_platform
 from generation.training import METHODS, TrainingConfig
 from storage import (
+    EXPORT_CHOICES,
     EXPORT_FORMATS,
     DatasetSummary,
     DraftStatus,
@@ -147,10 +149,10 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, as_json: bool, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
-        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"))) != DraftStatus.DONE:
+        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"), as_json)) != DraftStatus.DONE:
             context.exit(1)
 
     params: list[click.Parameter] = [
@@ -158,6 +160,8 @@ def _draft_command(task: Task) -> click.Command:
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
+    params.append(click.Option(["--json", "as_json"], is_flag=True,
+                               help="Print the finished draft as JSON (a platform draft: its fields and their counts)."))
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
 
@@ -170,17 +174,21 @@ def _field_help(field: Field) -> str:
     return "; ".join(parts) + ("" if not field.required else " (required)")
 
 
-async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
+async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member,
+                    as_json: bool = False) -> DraftStatus:
     fields, options = get_task(task_name).split(inputs)  # fail before spending seconds on loading the model
     async with open_service(settings) as service:
         created = await service.create_draft(member, task_name, fields, language=options.get("language", AUTO))
         printed = ""
         async for progress in service.generate(created.id):
             stable = progress.text.rstrip("\ufffd")
-            if stable.startswith(printed):
+            if not as_json and stable.startswith(printed):
                 click.echo(stable[len(printed):], nl=False)
                 printed = stable
-        click.echo()
+        if as_json:
+            click.echo(json.dumps(_draft_json(created.id, created.platform, progress), ensure_ascii=False, indent=2))
+        else:
+            click.echo()
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
@@ -235,6 +243,25 @@ def _read_copy(path: Path) -> str:
         raise OSError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _draft_json(draft_id: int, platform: str, progress: DraftProgress) -> dict[str, Any]:
+    """The finished draft for a script: its text, and a platform draft's fields, counts and limits."""
+    shown: dict[str, Any] = {"draft": draft_id, "status": str(progress.status), "platform": platform,
+                             "held": progress.held, "text": progress.text}
+    if progress.error:
+        shown["error"] = progress.error
+    if progress.fields is not None:
+        shown.update(_fields_json(progress.fields))
+    return shown
+
+
+def _fields_json(fields: PlatformDraft) -> dict[str, Any]:
+    rule = get_platform(fields.platform).rule
+    return {"counting": {"rule": rule.name, "source": rule.source}, "fits": fields.fits,
+            "fields": [{"label": field.label, "text": field.text, "count": field.count, "limit": field.limit,
+                        "recommended": field.recommended, "status": str(field.status),
+                        "regenerations": field.regenerations} for field in fields.fields]}
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"
@@ -340,9 +367,10 @@ def _selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @click.option("--out", type=_Path(file_okay=False), required=True,
-              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
-@click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
-              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
+              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet, ads-<platform>.csv "
+                   "and README.md.")
+@click.option("--format", "formats", type=click.Choice(EXPORT_CHOICES), multiple=True,
+              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}); ads only when named.")
 @_selection_options
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr [default: when it is a terminal].")
 @click.pass_context

@@ -48,10 +48,12 @@ from generation import (
     Sampling,
     get_task,
 )
+from generation.catalogue import platform_of
 from generation.compliance import Rule, hold_reasons
 from generation.compliance import check as compliance_check
 from generation.input_text import is_blank, storable
 from generation.language import AUTO, DEFAULT_LANGUAGE, choose_language, language_instruction
+from generation.platforms import PlatformDraft, fit, get_platform, parse
 from generation.quality import quality_signals
 from generation.safety import SafetyPolicy, review_reasons
 from generation.served_versions import ServedVersions
@@ -148,6 +150,7 @@ class DraftProgress:
     held: bool = False  # an automatic check tripped: the draft waits for a moderator
     flag_id: int | None = None  # the automatic flag, once the draft is done
     quality: dict[str, Any] | None = None  # the finished draft's signals (generation/quality.py)
+    fields: PlatformDraft | None = None  # a finished platform draft, cut into its fields and counted
 
 
 @dataclass(frozen=True)
@@ -235,16 +238,18 @@ class DraftService:
             except LimitReached:
                 self.metrics.refused()
                 raise
+            values = task.validate(inputs)
             return await self._repository.create_draft(
                 task=task.name,
-                inputs=task.validate(inputs),
+                inputs=values,
                 system_prompt=prompt.system,
                 user_prompt=prompt.user + language_instruction(written_in),
-                template_version=task.template_version,
+                template_version=task.template_version_for(values),
+                platform=platform_of(values),
                 model=info.name,
                 model_version=served.serving,
                 quantization=info.quantization,
-                sampling=task.sampling.capped(self._policy.engine.max_new_tokens).as_dict(),
+                sampling=task.sampling_for(values).capped(self._policy.engine.max_new_tokens).as_dict(),
                 seed=info.seed,
                 author_id=member.id,
                 guild_id=member.guild_id,
@@ -334,12 +339,15 @@ class DraftService:
     async def _finish(self, run: _Run) -> DraftProgress:
         """Store the finished draft and count it; a draft the checks held gets its automatic flag, which names
         everything the whole text trips (the steps stopped at the first)."""
-        draft, finished_at = run.draft, _now()
+        draft = run.draft
+        await self._fit_to_platform(run)
+        finished_at = _now()
         target = task.target_words if (task := TASKS.get(draft.task)) else 0  # a task since taken out: no target
         quality = quality_signals(run.text, draft.language or DEFAULT_LANGUAGE, target, self._policy.drafting.brand_words)
         await self._repository.finish_draft(
             draft.id,
             output=run.text,
+            fields=run.fields.to_json() if run.fields else None,
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.tokens,
             latency_ms=_ms(finished_at - draft.created_at),
@@ -354,6 +362,33 @@ class DraftService:
                                                    source="auto")
             flag_id = flag.id
         return run.progress(DraftStatus.DONE, flag_id=flag_id, quality=quality)
+
+    # --- platforms: a draft for an ad platform is cut into its fields, each fitted to its limit ---
+    async def _fit_to_platform(self, run: _Run) -> None:
+        """Cut a platform draft into its fields, write again those that break their limit
+        (generation.platforms.fitting), and check the fields' text like the draft's."""
+        draft = run.draft
+        if not get_platform(draft.platform).structured:
+            return
+
+        async def complete(prompt: Prompt, max_new_tokens: int) -> str | None:
+            sampling = Sampling(**{**draft.sampling, "max_new_tokens": max_new_tokens}).capped(
+                self._policy.engine.max_new_tokens)
+            request_id = f"draft-{draft.id}-field-{uuid.uuid4().hex[:8]}"
+            text = None
+            try:
+                async with self.served.using(draft.model_version) as engine, \
+                        aclosing(engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
+                    async for update in stream:
+                        text = update.text
+            except GenerationError:  # the engine stopped or failed: the field stays as it was, marked
+                return None
+            return text
+
+        run.fields = await fit(parse(draft.platform, run.text), draft.user_prompt, complete)
+        run.text = run.fields.text()
+        run.reasons = run.reasons or self._hold_reasons(draft, run.text)
+    # --- end platforms ---
 
     def _count_ended(self, run: _Run, status: DraftStatus) -> None:
         draft = run.draft
@@ -542,13 +577,14 @@ class _Run:
     prompt_tokens: int = 0
     first_token_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)  # why the safety checks hold it, once they do
+    fields: PlatformDraft | None = None  # a platform draft's fields, once it is finished
 
     def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None,
                  quality: dict[str, Any] | None = None) -> DraftProgress:
         """This step as a front-end may show it: a held draft's text is never handed out."""
         held = bool(self.reasons)
         return DraftProgress(self.draft.id, "" if held else self.text, status, self.tokens, error=error, held=held,
-                             flag_id=flag_id, quality=quality)
+                             flag_id=flag_id, quality=quality, fields=None if held else self.fields)
 
 
 def _feedback_text(text: str, what: str) -> str:

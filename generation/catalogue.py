@@ -7,11 +7,14 @@ here, and every draft records the template version it was rendered with.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation.errors import InputError
 from generation.input_text import clean, is_blank
 from generation.language import AUTO, LANGUAGES
+from generation.platforms.layout import layout_prompt
+from generation.platforms.specs import GENERIC, PLATFORM_NAMES, get_platform
+from generation.prompt import Prompt
 from generation.sampling import Sampling
 
 
@@ -23,15 +26,9 @@ class Field:
     required: bool = True
     default: str | None = None
     choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Prompt:
-    system: str
-    user: str
-
-    def messages(self) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+    # False for a field added after drafts existed: left out, it is not written into the inputs, so
+    # a request that does not use it reads as it always did.
+    recorded_default: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,8 @@ class Task:
                 f"unknown field {unknown[0]!r} for {self.command}; "
                 f"its fields are: {', '.join(f.name for f in self.fields)}"
             )
-        return {spec.name: self._checked(spec, inputs.get(spec.name) or "") for spec in self.fields}
+        return {spec.name: self._checked(spec, inputs.get(spec.name) or "") for spec in self.fields
+                if spec.recorded_default or not is_blank(clean(inputs.get(spec.name) or "").strip())}
 
     def _checked(self, spec: Field, raw: str) -> str:
         value = clean(raw).strip()
@@ -85,7 +83,25 @@ class Task:
         return value
 
     def render(self, inputs: Mapping[str, str]) -> Prompt:
-        return Prompt(system=self.system_prompt, user=self.template.format(**self.validate(inputs)))
+        values = self.validate(inputs)
+        prompt = Prompt(system=self.system_prompt, user=self.template.format(**values))
+        platform = get_platform(platform_of(values))
+        return layout_prompt(platform, prompt) if platform.structured else prompt
+
+    def template_version_for(self, inputs: Mapping[str, str]) -> str:
+        """The version of what `render` makes of these inputs: a platform's layout is part of it."""
+        platform = platform_of(inputs)
+        return self.template_version if platform == GENERIC else f"{self.template_version}+{platform}-v1"
+
+    def sampling_for(self, inputs: Mapping[str, str]) -> Sampling:
+        """The task's sampling, with the token budget a platform's fields need."""
+        budget = get_platform(platform_of(inputs)).max_new_tokens
+        return replace(self.sampling, max_new_tokens=budget) if budget else self.sampling
+
+
+def platform_of(inputs: Mapping[str, str]) -> str:
+    """The platform a request is written for: `generic` unless it names one."""
+    return inputs.get("platform") or GENERIC
 
 
 TONES = ("friendly", "professional", "playful", "bold", "luxurious")
@@ -104,6 +120,8 @@ TASKS: dict[str, Task] = {
                 Field("audience", "who the ad speaks to", max_chars=200),
                 Field("tone", "the voice of the ad", max_chars=20, required=False,
                       default="friendly", choices=TONES),
+                Field("platform", "where the ad runs: its fields, limits and character counts", max_chars=10,
+                      required=False, default=GENERIC, choices=PLATFORM_NAMES, recorded_default=False),
             ),
             system_prompt=(
                 "You are a skilled copywriter. Write one short, catchy advertisement: "

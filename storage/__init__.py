@@ -15,7 +15,7 @@ from storage.errors import (
     VersionNotFound,
 )
 from storage.exclusions import Reason
-from storage.export import EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
+from storage.export import EXPORT_CHOICES, EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
@@ -44,6 +44,7 @@ __all__ = [
     "ModelVersion",
     "VersionNotFound",
     "VersionState",
+    "EXPORT_CHOICES",
     "EXPORT_FORMATS",
     "Base",
     "Consent",

@@ -91,6 +91,7 @@ def _body(summary: DatasetSummary, entries: Sequence[FileEntry]) -> str:
              f"exclusions below. One JSON Lines file per format and split{parquet}.", "",
              "## Files", "", "| format | row | train | test |", "| --- | --- | ---: | ---: |"]
     lines += [f"| `{fmt}` | {FORMATS[fmt].row_shape} | {summary.count(fmt, 'train')} | {summary.count(fmt, 'test')} |"
+              if not FORMATS[fmt].csv_columns else f"| `{fmt}` | {FORMATS[fmt].row_shape} | {summary.count(fmt)} (not split) | — |"
               for fmt in options.formats]
     lines += ["", "## Rows per task and label", "", "| format | task | label | rows |", "| --- | --- | --- | ---: |"]
     lines += [f"| `{fmt}` | {task} | {label} | {count} |" for (fmt, task, label), count in sorted(summary.labels.items())]

@@ -74,6 +74,8 @@ class FeedbackRecord:
     author: str | None = None  # a pseudonym ("m_…"), never the member id
     language: str | None = None
     quality: dict[str, Any] | None = None  # the finished draft's quality signals
+    platform: str = "generic"  # the ad platform it was written for, and its fields (see drafts.fields)
+    fields: list[dict[str, Any]] | None = None
 
     @property
     def request_id(self) -> int:
@@ -122,4 +124,6 @@ class FeedbackRecord:
             author=author,
             language=draft.language,
             quality=draft.quality,
+            platform=draft.platform,
+            fields=draft.fields,
         )

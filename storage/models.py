@@ -118,6 +118,9 @@ class Draft(Base):
     system_prompt: Mapped[str] = mapped_column(Text)
     user_prompt: Mapped[str] = mapped_column(Text)
     template_version: Mapped[str] = mapped_column(String(32))
+    # The ad platform it was written for, and once finished its fields with their counts (0007).
+    platform: Mapped[str] = mapped_column(String(16), default="generic", server_default="generic")
+    fields: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     model: Mapped[str] = mapped_column(String(255))
     model_version: Mapped[str] = mapped_column(String(64), default=BASE_VERSION)  # what wrote it (see ModelVersion)
     quantization: Mapped[str] = mapped_column(String(16))

@@ -27,6 +27,7 @@ from bot.errors import MEMBER_ERRORS
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
 from generation.language import AUTO
+from generation.platforms import PlatformDraft, get_platform
 from generation.quality import quality_line
 from storage import Draft, DraftStatus
 
@@ -106,12 +107,15 @@ def interrupted_notice(draft: Draft) -> str:
 
 
 def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...],
-                  quality: Mapping[str, Any] | None = None) -> tuple[str, discord.File | None]:
+                  quality: Mapping[str, Any] | None = None,
+                  fields: PlatformDraft | None = None) -> tuple[str, discord.File | None]:
     """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
     message shows its beginning (code fences closed, links shown for what they are) and comes whole,
-    as the model wrote it, as a `.md` file. Its quality signals (`quality`, else the stored ones) end it
-    in one small line."""
+    as the model wrote it, as a `.md` file. A platform draft shows each field with its count. Its
+    quality signals (`quality`, else the stored ones) end it in one small line."""
     header = draft_header(draft)
+    if fields is not None:
+        text = platform_text(fields)
     signals = quality if quality is not None else draft.quality
     footer = f"\n-# {quality_line(signals)}" if signals else ""
     # Room for the header, the footer, the note on the file, and a mention should it end up as a channel message.
@@ -120,6 +124,13 @@ def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...],
         return f"{header}\n{chunks[0]}{footer}", None
     attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{draft.id}.md")
     return f"{header}\n{chunks[0]}\n-# … the whole draft is in the attached file.{footer}", attachment
+
+
+def platform_text(fields: PlatformDraft) -> str:
+    """A platform draft as a member checks it: how it is counted, then `Headline 1 (27/30): …` a line."""
+    rule = get_platform(fields.platform).rule
+    verdict = "every field fits" if fields.fits else "⚠️ some fields do not fit: see below"
+    return "\n".join([f"-# {fields.platform} · counted as {rule.name} ({rule.source}) · {verdict}", *fields.lines()])
 
 
 class DraftMessage:
@@ -157,7 +168,7 @@ class DraftMessage:
         if progress.held:
             await self._send_final(f"{self._header}\n{HELD}", view=None)
         elif progress.status == DraftStatus.DONE:
-            await self._deliver(progress.text, progress.quality)
+            await self._deliver(progress.text, progress.quality, progress.fields)
         elif progress.status == DraftStatus.CANCELLED:
             await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
         elif progress.status == DraftStatus.INTERRUPTED:
@@ -165,8 +176,9 @@ class DraftMessage:
         else:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
-    async def _deliver(self, text: str, quality: Mapping[str, Any] | None) -> None:
-        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains, quality)
+    async def _deliver(self, text: str, quality: Mapping[str, Any] | None, fields: PlatformDraft | None) -> None:
+        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains, quality,
+                                            fields)
         await self._send_final(content, view=feedback_view(self._draft.id), file=attachment)
 
     async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:

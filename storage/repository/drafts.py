@@ -25,6 +25,7 @@ class DraftsRepository(RepositoryBase):
         system_prompt: str,
         user_prompt: str,
         template_version: str,
+        platform: str = "generic",
         model: str,
         quantization: str,
         sampling: dict[str, Any],
@@ -43,6 +44,7 @@ class DraftsRepository(RepositoryBase):
             system_prompt=system_prompt,
             user_prompt=user_prompt,
             template_version=template_version,
+            platform=platform,
             model=model,
             model_version=model_version,
             quantization=quantization,
@@ -82,11 +84,14 @@ class DraftsRepository(RepositoryBase):
         latency_ms: int,
         ttft_ms: int | None,
         quality: dict[str, Any] | None = None,
+        fields: list[dict[str, Any]] | None = None,
     ) -> bool:
+        """Store the finished draft; a platform draft with its fields (generation.platforms' JSON)."""
         return await self._move(
             draft_id,
             DraftStatus.DONE,
             output=output,
+            fields=fields,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
