@@ -5,8 +5,8 @@ model through copydesk's own service, regenerates some of the drafts it rejects,
 draft by that rule. From the same drafts, two arms are exported and trained with `copydesk
 train`'s use case:
 
-- thumbs only: the ratings alone (SFT on approved drafts, then DPO on regenerated siblings rated
-  apart: --thumbs-method), what most teams give;
+- thumbs only: the ratings alone (by default SFT on the approved drafts — rejection sampling;
+  --thumbs-method dpo, kto or sft+dpo use the sibling pairs and the 👎 too), what most teams give;
 - thumbs + improvements: the same, plus improved versions of at most one rejected draft in five,
   written by the bench in varied wording (openers, benefits and calls to action drawn at random).
 
@@ -58,12 +58,13 @@ from storage import BASE_VERSION, DraftStatus  # noqa: E402
 T = TypeVar("T")
 WORD = re.compile(r"[\w'’-]+")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-MAX_WORDS = 45
+MAX_WORDS = 60
 TEAM = 12  # members of the simulated team
 CALLS_TO_ACTION = ("buy", "order", "shop", "get", "try", "visit", "grab", "discover", "book", "join", "sign up",
-                   "subscribe", "start", "claim", "pick up", "treat yourself", "call")
+                   "subscribe", "start", "claim", "call", "enjoy", "experience", "find", "check out", "don't miss",
+                   "today", "now")
 RULE = (f"an ad is approved when it (1) names the product (the product's last word appears), (2) has at most "
-        f"{MAX_WORDS} words, and (3) ends with a call to action: its last sentence contains one of "
+        f"{MAX_WORDS} words, and (3) ends with a call to action: one of its last two sentences contains one of "
         f"{', '.join(CALLS_TO_ACTION)}")
 
 TRAINING_PRODUCTS = (
@@ -111,7 +112,7 @@ def approved(text: str, product: str) -> bool:
     if not words or len(words) > MAX_WORDS or key_word(product) not in words:
         return False
     sentences = [sentence for sentence in SENTENCE_END.split(text.strip()) if WORD.search(sentence)]
-    last = " ".join(WORD.findall(sentences[-1].lower())) if sentences else ""
+    last = " ".join(WORD.findall(" ".join(sentences[-2:]).lower()))
     return any(re.search(rf"\b{re.escape(cta)}\b", last) for cta in CALLS_TO_ACTION)
 
 
@@ -373,12 +374,12 @@ def print_table(scored: Sequence[Scored], report: Report) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=200, help="ad requests the team makes on the base")
+    parser.add_argument("--requests", type=int, default=100, help="ad requests the team makes on the base")
     parser.add_argument("--regenerate", type=float, default=0.5, help="share of rejected drafts regenerated once")
     parser.add_argument("--fresh", type=int, default=64, help="fresh products each version drafts for")
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--thumbs-method", default="sft+dpo", choices=("sft", "dpo", "kto", "sft+dpo"))
-    parser.add_argument("--improved-method", default="sft+dpo", choices=("sft", "dpo", "kto", "sft+dpo"))
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--thumbs-method", default="sft", choices=("sft", "dpo", "kto", "sft+dpo"))
+    parser.add_argument("--improved-method", default="sft", choices=("sft", "dpo", "kto", "sft+dpo"))
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
