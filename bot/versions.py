@@ -10,6 +10,7 @@ folder is verified, so a killed or failed run registers nothing and keeps its ch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -91,7 +92,7 @@ class ModelVersions:
         )
         data.check_enough(config.method)  # before loading anything
         if not config.threads:
-            config = TrainingConfig(**{**config.__dict__, "threads": await self._threads()})
+            config = dataclasses.replace(config, threads=await self._threads())
         base = await asyncio.to_thread(self._base)
         run = await asyncio.to_thread(train_adapter, base, data, work / "run", config, device=self._device,
                                       on_progress=on_progress, stop=stop, resume=resume)
