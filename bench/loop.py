@@ -57,15 +57,12 @@ from storage import BASE_VERSION, DraftStatus  # noqa: E402
 
 T = TypeVar("T")
 WORD = re.compile(r"[\w'’-]+")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-MAX_WORDS = 60
+MAX_WORDS = 45
 TEAM = 12  # members of the simulated team
-CALLS_TO_ACTION = ("buy", "order", "shop", "get", "try", "visit", "grab", "discover", "book", "join", "sign up",
-                   "subscribe", "start", "claim", "call", "enjoy", "experience", "find", "check out", "don't miss",
-                   "today", "now")
+FINISHED = re.compile(r"[.!?][\"'”’)]*$")  # the last sentence ends: the model stopped, it was not cut off
 RULE = (f"an ad is approved when it (1) names the product (the product's last word appears), (2) has at most "
-        f"{MAX_WORDS} words, and (3) ends with a call to action: one of its last two sentences contains one of "
-        f"{', '.join(CALLS_TO_ACTION)}")
+        f"{MAX_WORDS} words, and (3) ends on a finished sentence (its last character is . ! or ?, or a quote or "
+        f"bracket after one): a short, whole ad, not one the length limit cut off")
 
 TRAINING_PRODUCTS = (
     "rain boots", "oat milk", "trail socks", "cold brew coffee", "a canvas tent", "wool hats", "a bike light",
@@ -109,11 +106,7 @@ def key_word(product: str) -> str:
 def approved(text: str, product: str) -> bool:
     """The simulated team's rule (RULE)."""
     words = WORD.findall(text.lower())
-    if not words or len(words) > MAX_WORDS or key_word(product) not in words:
-        return False
-    sentences = [sentence for sentence in SENTENCE_END.split(text.strip()) if WORD.search(sentence)]
-    last = " ".join(WORD.findall(" ".join(sentences[-2:]).lower()))
-    return any(re.search(rf"\b{re.escape(cta)}\b", last) for cta in CALLS_TO_ACTION)
+    return 0 < len(words) <= MAX_WORDS and key_word(product) in words and bool(FINISHED.search(text.strip()))
 
 
 def improvement(product: str, audience: str, rng: random.Random) -> str:
@@ -333,10 +326,11 @@ async def run(args: argparse.Namespace) -> None:
                   f"evaluation rows {trained.evaluation.rows}")
         scored: list[Scored] = []
         for version, data in ((BASE_VERSION, thumbs_data), ("thumbs", thumbs_data), ("thumbs+improved", improved_data)):
+            if version != BASE_VERSION:  # served before the engine starts: it loads this version only
+                async with open_service(settings_for(data, args), with_model=False) as service:
+                    await service.versions.serve(version.replace("+", "-"), by="bench")
             with report.stage(f"{args.fresh} fresh drafts by {version}"):
                 async with open_service(settings_for(data, args)) as service:
-                    if version != BASE_VERSION:
-                        await service.versions.serve(version.replace("+", "-"), by="bench")
                     texts, products = await fresh_drafts(service, args.fresh, random.Random(args.seed + 1),
                                                          args.concurrency)
             scored.append(Scored(version, texts, products, evaluations[version]))
@@ -374,14 +368,14 @@ def print_table(scored: Sequence[Scored], report: Report) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=100, help="ad requests the team makes on the base")
+    parser.add_argument("--requests", type=int, default=120, help="ad requests the team makes on the base")
     parser.add_argument("--regenerate", type=float, default=0.5, help="share of rejected drafts regenerated once")
     parser.add_argument("--fresh", type=int, default=64, help="fresh products each version drafts for")
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--thumbs-method", default="sft", choices=("sft", "dpo", "kto", "sft+dpo"))
     parser.add_argument("--improved-method", default="sft", choices=("sft", "dpo", "kto", "sft+dpo"))
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=80)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the data folders (printed at the end)")
     asyncio.run(run(parser.parse_args()))

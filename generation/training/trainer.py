@@ -79,6 +79,7 @@ def _train_phase(
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
+    from transformers import PrinterCallback
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -106,6 +107,7 @@ def _train_phase(
         model=model, args=args, train_dataset=Dataset.from_list(data.rows(phase, "train")),
         processing_class=loaded.tokenizer, peft_config=peft_config, callbacks=[callback],
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress line says it once
     checkpoint = _latest_checkpoint(folder)
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
