@@ -27,6 +27,7 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, Member
+from bot.stats import version_table
 from bot.versions import ModelVersions
 from generation import TASKS, Field, GenerationError, Task, get_task
 from generation.compliance import RulesError, load_rules
@@ -315,6 +316,27 @@ def status(context: click.Context) -> None:
         async with open_service(settings, with_model=False) as service:
             for line in (await service.status()).lines():
                 click.echo(line)
+
+    _run(show())
+
+
+@main.command()
+@click.option("--task", type=click.Choice(list(TASKS)), help="Only this task's drafts.")
+@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
+@click.pass_context
+def stats(context: click.Context, task: str | None, since: datetime | None) -> None:
+    """Which model version writes better: per version, drafts and the team's feedback, and the verdict."""
+    settings = _settings(context)
+    rule = settings.stats.rule()
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            tallies = await service.version_tallies(rule, task=task, since=_utc(since))
+        if not tallies:
+            click.echo("no finished drafts" + (f" of {task}" if task else "") + (" since then" if since else ""))
+            return
+        for line in version_table(tallies, rule):
+            click.echo(line)
 
     _run(show())
 

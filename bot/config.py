@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.metrics import is_loopback
+from bot.stats import DecisionRule
 from generation.compliance import Rule, RulesError, load_rules, rules_from_words, shipped_rules
 from generation.language import AUTO, LANGUAGES
 from generation.safety import SafetyPolicy
@@ -164,6 +165,19 @@ class TrainingSettings(_Section):
         return Path(data_dir).expanduser() / "versions"
 
 
+class StatsSettings(_Section):
+    """The decision rule `copydesk stats` prints its verdict by (bot.stats.DecisionRule)."""
+
+    min_votes: int = Field(default=100, ge=1)
+    win_probability: float = Field(default=0.9, gt=0.5, lt=1)
+    max_expected_loss: float = Field(default=0.01, gt=0, lt=1)
+    votes_per_member: int = Field(default=25, ge=1)
+
+    def rule(self) -> DecisionRule:
+        return DecisionRule(min_votes=self.min_votes, win_probability=self.win_probability,
+                            max_expected_loss=self.max_expected_loss, votes_per_member=self.votes_per_member)
+
+
 class MetricsSettings(_Section):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     host: str = "127.0.0.1"
@@ -186,6 +200,7 @@ class Settings(_Section):
     drafting: DraftingSettings = DraftingSettings()
     privacy: PrivacySettings = PrivacySettings()
     training: TrainingSettings = TrainingSettings()
+    stats: StatsSettings = StatsSettings()
     metrics: MetricsSettings = MetricsSettings()
     discord: DiscordSettings = DiscordSettings()
 

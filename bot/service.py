@@ -36,6 +36,7 @@ from bot.errors import ServiceError
 from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
+from bot.stats import DecisionRule
 from bot.versions import ModelVersions
 from generation import (
     TASKS,
@@ -72,6 +73,7 @@ from storage import (
     Repository,
     RowRules,
     StopReason,
+    VersionTally,
 )
 
 FEEDBACK_MAX_CHARS = 4000
@@ -460,6 +462,11 @@ class DraftService:
     async def record_message(self, draft_id: int, channel_id: str, message_id: str) -> None:
         """Remember where a draft was shown, so a moderator's decision can update it there."""
         await self._repository.set_message(draft_id, channel_id, message_id)
+
+    async def version_tallies(self, rule: DecisionRule, *, task: str | None = None,
+                              since: datetime | None = None) -> list[VersionTally]:
+        """Each model version's drafts and feedback, counting votes as `rule` says."""
+        return await self._repository.version_tallies(task=task, since=since, votes_per_member=rule.votes_per_member)
 
     async def status(self) -> Status:
         activity = await self._repository.activity(_now() - STATUS_WINDOW)

@@ -36,7 +36,7 @@ from storage.models import (
     VersionState,
 )
 from storage.pseudonyms import member_hash, pseudonym
-from storage.repository import Activity, Repository
+from storage.repository import Activity, Repository, VersionTally
 
 __all__ = [
     "Activity",
@@ -44,6 +44,7 @@ __all__ = [
     "ModelVersion",
     "VersionNotFound",
     "VersionState",
+    "VersionTally",
     "EXPORT_CHOICES",
     "EXPORT_FORMATS",
     "Base",

@@ -10,6 +10,7 @@ from storage.repository.export_reads import ExportReadsRepository
 from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
 from storage.repository.privacy import PrivacyRepository
+from storage.repository.version_stats import VersionStatsRepository, VersionTally
 from storage.repository.versions import VersionsRepository
 
 
@@ -22,8 +23,9 @@ class Repository(
     ExportReadsRepository,
     DeliveriesRepository,
     VersionsRepository,
+    VersionStatsRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
 
-__all__ = ["Activity", "Repository"]
+__all__ = ["Activity", "Repository", "VersionTally"]

@@ -1,0 +1,86 @@
+"""What the team made of each model version's drafts: the counts behind `copydesk stats`."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Draft, DraftStatus, Flag, Improvement, Rating
+from storage.repository.base import RepositoryBase
+
+
+@dataclass(frozen=True, slots=True)
+class VersionTally:
+    """One model version's finished drafts (removed ones left out) and the feedback on them."""
+
+    version: str
+    drafts: int
+    rated: int  # drafts with at least one counted vote
+    up: int  # 👍 votes counted (see `votes_per_member`)
+    down: int
+    improvements: int
+    flags: int
+    median_ttft_ms: float | None
+    median_completion_tokens: float | None
+
+
+class VersionStatsRepository(RepositoryBase):
+    async def version_tallies(self, *, task: str | None = None, since: datetime | None = None,
+                              votes_per_member: int = 0) -> list[VersionTally]:
+        """Per version, oldest first by its first draft. With `votes_per_member` > 0 only each member's
+        first that many votes on a version count, so that one member's flood of votes cannot decide alone."""
+        conditions: list[ColumnElement[bool]] = [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None)]
+        if task is not None:
+            conditions.append(Draft.task == task)
+        if since is not None:
+            conditions.append(Draft.created_at >= since)
+        numbered = (
+            select(Draft.model_version, Rating.draft_id, Rating.value,
+                   func.row_number().over(partition_by=(Draft.model_version, Rating.member_id),
+                                          order_by=Rating.id).label("nth"))
+            .join(Rating, Rating.draft_id == Draft.id).where(*conditions).subquery()
+        )
+        counted = select(numbered).where(numbered.c.nth <= votes_per_member) if votes_per_member > 0 \
+            else select(numbered)
+        votes = counted.subquery()
+        async with self._sessions() as session:
+            drafts = await session.execute(
+                select(Draft.model_version, Draft.ttft_ms, Draft.completion_tokens).where(*conditions)
+                .order_by(Draft.id))
+            vote_rows = await session.execute(
+                select(votes.c.model_version, func.count(func.distinct(votes.c.draft_id)),
+                       func.count().filter(votes.c.value > 0), func.count().filter(votes.c.value < 0))
+                .group_by(votes.c.model_version))
+            improved = await _per_version(session, Improvement, conditions)
+            flagged = await _per_version(session, Flag, conditions)
+        per_version: dict[str, list[tuple[int | None, int | None]]] = {}  # in order of each version's first draft
+        for version, ttft_ms, tokens in drafts:
+            per_version.setdefault(version, []).append((ttft_ms, tokens))
+        rated = {version: (count, up, down) for version, count, up, down in vote_rows}
+        tallies = []
+        for version, rows in per_version.items():
+            count, up, down = rated.get(version, (0, 0, 0))
+            tallies.append(VersionTally(
+                version=version, drafts=len(rows), rated=count, up=up, down=down,
+                improvements=improved.get(version, 0), flags=flagged.get(version, 0),
+                median_ttft_ms=_median([ttft for ttft, _ in rows]),
+                median_completion_tokens=_median([tokens for _, tokens in rows])))
+        return tallies
+
+
+def _median(values: list[int | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+async def _per_version(session: AsyncSession, feedback: type[Improvement | Flag],
+                       conditions: list[ColumnElement[bool]]) -> dict[str, int]:
+    """How many `feedback` rows each version's selected drafts have."""
+    counts = await session.execute(select(Draft.model_version, func.count()).select_from(feedback)
+                                   .join(Draft, Draft.id == feedback.draft_id).where(*conditions)
+                                   .group_by(Draft.model_version))
+    return {version: count for version, count in counts}
