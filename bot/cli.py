@@ -27,7 +27,7 @@ from bot.console import Console
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, Member
-from bot.stats import version_table
+from bot.stats import stats_title, version_table
 from bot.versions import ModelVersions
 from generation import TASKS, Field, GenerationError, Task, get_task
 from generation.compliance import RulesError, load_rules
@@ -48,6 +48,7 @@ from storage import (
     formats_list,
     restore_database,
 )
+from storage.atomic import replacing
 from storage.card import CARD
 
 # Beyond the member's own mistakes, the operator at the command line can fix the config, the database,
@@ -323,22 +324,27 @@ def status(context: click.Context) -> None:
 @main.command()
 @click.option("--task", type=click.Choice(list(TASKS)), help="Only this task's drafts.")
 @click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
+@click.option("--chart", type=_Path(dir_okay=False), help="Also write the chart (PNG) to this file.")
 @click.pass_context
-def stats(context: click.Context, task: str | None, since: datetime | None) -> None:
+def stats(context: click.Context, task: str | None, since: datetime | None, chart: Path | None) -> None:
     """Which model version writes better: per version, drafts and the team's feedback, and the verdict."""
     settings = _settings(context)
-    rule = settings.stats.rule()
 
     async def show() -> None:
         async with open_service(settings, with_model=False) as service:
-            tallies = await service.version_tallies(rule, task=task, since=_utc(since))
-        if not tallies:
-            click.echo("no finished drafts" + (f" of {task}" if task else "") + (" since then" if since else ""))
-            return
-        for line in version_table(tallies, rule):
-            click.echo(line)
+            tallies = await service.version_tallies(task=task, since=_utc(since))
+            if not tallies:
+                click.echo("no finished drafts" + (f" of {task}" if task else "") + (" since then" if since else ""))
+                return
+            for line in version_table(tallies, service.decision_rule):
+                click.echo(line)
+            if chart is not None:
+                png = await service.stats_chart(stats_title(task, since), task=task, since=_utc(since))
+                with replacing(chart) as partial:
+                    partial.write_bytes(png)
+                click.echo(f"chart: {chart}")
 
-    _run(show())
+    _run(show(), writing=chart)
 
 
 @dataclass(frozen=True)

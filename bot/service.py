@@ -31,6 +31,7 @@ from bot.config import (
     ModerationSettings,
     PrivacySettings,
     Settings,
+    StatsSettings,
 )
 from bot.errors import ServiceError
 from bot.metrics import Metrics
@@ -116,13 +117,14 @@ class Policy:
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
     drafting: DraftingSettings = DraftingSettings()
+    stats: StatsSettings = StatsSettings()
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
 
     @classmethod
     def of(cls, settings: Settings, member_key: bytes) -> Policy:
         return cls(engine=settings.engine, export=settings.export, limits=settings.limits,
                    moderation=settings.moderation, privacy=settings.privacy, drafting=settings.drafting,
-                   member_key=member_key)
+                   stats=settings.stats, member_key=member_key)
 
     @property
     def safety(self) -> SafetyPolicy:
@@ -463,10 +465,26 @@ class DraftService:
         """Remember where a draft was shown, so a moderator's decision can update it there."""
         await self._repository.set_message(draft_id, channel_id, message_id)
 
-    async def version_tallies(self, rule: DecisionRule, *, task: str | None = None,
-                              since: datetime | None = None) -> list[VersionTally]:
-        """Each model version's drafts and feedback, counting votes as `rule` says."""
-        return await self._repository.version_tallies(task=task, since=since, votes_per_member=rule.votes_per_member)
+    @property
+    def decision_rule(self) -> DecisionRule:
+        return self._policy.stats.rule()
+
+    async def version_tallies(self, *, task: str | None = None, since: datetime | None = None,
+                              guild_id: str | None = None) -> list[VersionTally]:
+        """Each model version's drafts and feedback (of one Discord server's, with `guild_id`), counting
+        votes as the decision rule says."""
+        return await self._repository.version_tallies(task=task, since=since, guild_id=guild_id,
+                                                      votes_per_member=self.decision_rule.votes_per_member)
+
+    async def stats_chart(self, title: str, *, task: str | None = None, since: datetime | None = None,
+                          guild_id: str | None = None) -> bytes:
+        """The stats chart as a PNG, rendered in a worker thread (seconds of matplotlib)."""
+        from bot.charts import stats_chart  # matplotlib: imported by the charts only, not every command
+
+        rule = self.decision_rule
+        drafts = await self._repository.draft_votes(task=task, since=since, guild_id=guild_id,
+                                                    votes_per_member=rule.votes_per_member)
+        return await asyncio.to_thread(stats_chart, drafts, title, rule.win_probability)
 
     async def status(self) -> Status:
         activity = await self._repository.activity(_now() - STATUS_WINDOW)

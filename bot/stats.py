@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -98,24 +99,55 @@ class DecisionRule:
 
 
 def version_table(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
-    """Per version: drafts, 👍 rate with its interval, feedback per draft, speed, length, chance to be best."""
-    counted = [tally for tally in tallies if tally.up + tally.down]
-    chances = dict(zip((tally.version for tally in counted),
-                       chances_to_be_best([(tally.up, tally.down) for tally in counted]), strict=True)) \
-        if len(counted) > 1 else {}
+    """Per version: drafts, 👍 rate with its interval, feedback per draft, speed, length, chance to be best;
+    then the rule and its verdict. A Markdown table, for a terminal or a file."""
+    chances = _chances(tallies)
     lines = ["| version | drafts | rated | 👍 rate (Wilson 95 %) | improvements / draft | flags / draft | "
              "median first token | median tokens | P(best) | expected loss |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| " + " | ".join(_cells(tally, chances.get(tally.version)).values()) + " |" for tally in tallies]
+    return [*lines, "", *_verdict(tallies, rule)]
+
+
+def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
+    """The same facts a line per version, for a chat message (a ten-column table wraps there)."""
+    chances = _chances(tallies)
+    lines = []
     for tally in tallies:
-        chance = chances.get(tally.version)
-        lines.append(
-            f"| {tally.version} | {tally.drafts} | {tally.rated} | {Rate(tally.up, tally.up + tally.down).percent()} "
-            f"({tally.up + tally.down} votes) | {tally.improvements / tally.drafts:.2f} | {tally.flags / tally.drafts:.2f} | "
-            f"{_or_dash(tally.median_ttft_ms, '{:.0f} ms')} | {_or_dash(tally.median_completion_tokens, '{:.0f}')} | "
-            f"{f'{chance.best:.0%}' if chance else '—'} | "
-            f"{f'{100 * chance.expected_loss:.1f} points' if chance else '—'} |")
-    lines += ["", rule.describe(), "verdict: " + rule.verdict([(t.version, t.up, t.down) for t in tallies])]
-    return lines
+        cell = _cells(tally, chances.get(tally.version))
+        lines.append(f"**{cell['version']}** — {cell['drafts']} drafts, {cell['rated']} rated · 👍 {cell['rate']} · "
+                     f"{cell['improvements']} improvements and {cell['flags']} flags per draft · first token "
+                     f"{cell['ttft']} · {cell['tokens']} tokens"
+                     + (f" · P(best) {cell['best']}, expected loss {cell['loss']}" if tally.version in chances else ""))
+    return [*lines, *_verdict(tallies, rule)]
+
+
+def _cells(tally: VersionTally, chance: Chance | None) -> dict[str, str]:
+    """One version's figures, formatted, in the table's column order."""
+    return {
+        "version": tally.version, "drafts": str(tally.drafts), "rated": str(tally.rated),
+        "rate": f"{Rate(tally.up, tally.up + tally.down).percent()} ({tally.up + tally.down} votes)",
+        "improvements": f"{tally.improvements / tally.drafts:.2f}", "flags": f"{tally.flags / tally.drafts:.2f}",
+        "ttft": _or_dash(tally.median_ttft_ms, "{:.0f} ms"), "tokens": _or_dash(tally.median_completion_tokens, "{:.0f}"),
+        "best": f"{chance.best:.0%}" if chance else "—",
+        "loss": f"{100 * chance.expected_loss:.1f} points" if chance else "—",
+    }
+
+
+def _chances(tallies: Sequence[VersionTally]) -> dict[str, Chance]:
+    counted = [tally for tally in tallies if tally.up + tally.down]
+    if len(counted) < 2:
+        return {}
+    chances = chances_to_be_best([(tally.up, tally.down) for tally in counted])
+    return {tally.version: chance for tally, chance in zip(counted, chances, strict=True)}
+
+
+def _verdict(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
+    return [rule.describe(), "verdict: " + rule.verdict([(t.version, t.up, t.down) for t in tallies])]
+
+
+def stats_title(task: str | None, since: datetime | None) -> str:
+    return f"copydesk · {task or 'every task'}" + (f" · since {since:%Y-%m-%d}" if since else "")
 
 
 def _or_dash(value: float | None, shape: str) -> str:

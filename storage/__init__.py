@@ -36,10 +36,11 @@ from storage.models import (
     VersionState,
 )
 from storage.pseudonyms import member_hash, pseudonym
-from storage.repository import Activity, Repository, VersionTally
+from storage.repository import Activity, DraftVotes, Repository, VersionTally
 
 __all__ = [
     "Activity",
+    "DraftVotes",
     "BASE_VERSION",
     "ModelVersion",
     "VersionNotFound",

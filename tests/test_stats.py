@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from scipy.integrate import quad
 from scipy.stats import beta, binomtest
 from sqlalchemy import create_engine, insert
 
+from bot.charts import SIZE_PX
 from bot.stats import DecisionRule, Rate, chances_to_be_best, wilson_interval
 from storage import Draft, Flag, Improvement, Rating, open_database
 from test_cli import copydesk
@@ -131,10 +133,18 @@ def test_copydesk_stats_compares_the_versions_and_caps_a_members_flood_of_votes(
                                             f"{100 * loss:.1f} points")
     assert "a member's first 25 per version" in shown.stdout
 
-    only_blogs = copydesk("stats", "--task", "blog", "--since", "2026-11-15", cwd=tmp_path, cache_dir=cache_dir)
+    only_blogs = copydesk("stats", "--task", "blog", "--since", "2026-11-15", "--chart", "charts/blog.png", cwd=tmp_path,
+                          cache_dir=cache_dir)
+    assert only_blogs.stdout.splitlines()[-1] == "chart: charts/blog.png"
+    chart = Image.open(tmp_path / "charts" / "blog.png")
+    chart.verify()
+    assert (chart.format, chart.size) == ("PNG", SIZE_PX)
     assert [line for line in only_blogs.stdout.splitlines() if line.startswith("| v2 ")][0].startswith("| v2 | 1 | 0 |")
-    assert only_blogs.stdout.splitlines()[-1] == "verdict: nothing to compare: one version has drafts"
+    assert only_blogs.stdout.splitlines()[-2] == "verdict: nothing to compare: one version has drafts"
     nothing = copydesk("stats", "--since", "2027-01-01", cwd=tmp_path, cache_dir=cache_dir)
     assert (nothing.returncode, nothing.stdout.strip()) == (0, "no finished drafts since then")
     wrong = copydesk("stats", "--since", "yesterday", cwd=tmp_path, cache_dir=cache_dir)
     assert wrong.returncode == 2 and "'yesterday' does not match the formats" in wrong.stderr
+    (tmp_path / "charts" / "taken").mkdir()
+    blocked = copydesk("stats", "--chart", "charts/taken", cwd=tmp_path, cache_dir=cache_dir)
+    assert blocked.returncode == 2 and "'charts/taken' is a directory" in blocked.stderr, blocked.stderr

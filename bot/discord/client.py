@@ -21,6 +21,7 @@ from bot.discord.errors import tell
 from bot.discord.export import export
 from bot.discord.privacy import privacy_group
 from bot.discord.review import post_for_review, review, status
+from bot.discord.stats import stats
 from bot.discord.tree import CommandTree
 from bot.discord.versions import models_group
 from bot.service import DraftService
@@ -39,8 +40,8 @@ class CopydeskBot(CopydeskClient):
                  exports: ExportSettings = ExportSettings(), **options: Any) -> None:
         super().__init__(service, moderation, exports, **options)
         self.tree = CommandTree(self)
-        for command in (*task_commands(TASKS.values()), summarize_message, review, status, privacy_group, export,
-                        models_group):
+        for command in (*task_commands(TASKS.values()), summarize_message, review, status, stats, privacy_group,
+                        export, models_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:

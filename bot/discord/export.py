@@ -30,7 +30,8 @@ ARCHIVE = "copydesk-export"
 MB = 1024 * 1024
 
 
-def _date(value: str | None, option: str) -> datetime | None:
+def date_option(value: str | None, option: str) -> datetime | None:
+    """A command's YYYY-MM-DD option as the start of that day in UTC."""
     if not value:
         return None
     try:
@@ -83,7 +84,7 @@ async def export(
         return
     assert interaction.guild_id is not None  # guild_only
     try:
-        filters = FeedbackFilter(since=_date(since, "since"), until=_date(until, "until"), tasks=(task,) if task else (),
+        filters = FeedbackFilter(since=date_option(since, "since"), until=date_option(until, "until"), tasks=(task,) if task else (),
                                  guild_id=str(interaction.guild_id), models=(model,) if model else (),
                                  template_versions=(template_version,) if template_version else ())
     except InputError as error:

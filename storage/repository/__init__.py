@@ -10,7 +10,7 @@ from storage.repository.export_reads import ExportReadsRepository
 from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
 from storage.repository.privacy import PrivacyRepository
-from storage.repository.version_stats import VersionStatsRepository, VersionTally
+from storage.repository.version_stats import DraftVotes, VersionStatsRepository, VersionTally
 from storage.repository.versions import VersionsRepository
 
 
@@ -28,4 +28,4 @@ class Repository(
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
 
-__all__ = ["Activity", "Repository", "VersionTally"]
+__all__ = ["Activity", "DraftVotes", "Repository", "VersionTally"]

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Subquery, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Draft, DraftStatus, Flag, Improvement, Rating
@@ -28,25 +28,22 @@ class VersionTally:
     median_completion_tokens: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class DraftVotes:
+    created_at: datetime
+    version: str
+    task: str
+    up: int  # counted 👍 votes
+    down: int
+
+
 class VersionStatsRepository(RepositoryBase):
     async def version_tallies(self, *, task: str | None = None, since: datetime | None = None,
-                              votes_per_member: int = 0) -> list[VersionTally]:
+                              guild_id: str | None = None, votes_per_member: int = 0) -> list[VersionTally]:
         """Per version, oldest first by its first draft. With `votes_per_member` > 0 only each member's
         first that many votes on a version count, so that one member's flood of votes cannot decide alone."""
-        conditions: list[ColumnElement[bool]] = [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None)]
-        if task is not None:
-            conditions.append(Draft.task == task)
-        if since is not None:
-            conditions.append(Draft.created_at >= since)
-        numbered = (
-            select(Draft.model_version, Rating.draft_id, Rating.value,
-                   func.row_number().over(partition_by=(Draft.model_version, Rating.member_id),
-                                          order_by=Rating.id).label("nth"))
-            .join(Rating, Rating.draft_id == Draft.id).where(*conditions).subquery()
-        )
-        counted = select(numbered).where(numbered.c.nth <= votes_per_member) if votes_per_member > 0 \
-            else select(numbered)
-        votes = counted.subquery()
+        conditions = _selected(task, since, guild_id)
+        votes = _counted_votes(conditions, votes_per_member)
         async with self._sessions() as session:
             drafts = await session.execute(
                 select(Draft.model_version, Draft.ttft_ms, Draft.completion_tokens).where(*conditions)
@@ -70,6 +67,48 @@ class VersionStatsRepository(RepositoryBase):
                 median_ttft_ms=_median([ttft for ttft, _ in rows]),
                 median_completion_tokens=_median([tokens for _, tokens in rows])))
         return tallies
+
+
+    async def draft_votes(self, *, task: str | None = None, since: datetime | None = None,
+                          guild_id: str | None = None, votes_per_member: int = 0) -> list[DraftVotes]:
+        """Each selected draft with its counted votes, oldest first: what the charts draw over time."""
+        conditions = _selected(task, since, guild_id)
+        votes = _counted_votes(conditions, votes_per_member)
+        per_draft = (select(votes.c.draft_id, func.count().filter(votes.c.value > 0).label("up"),
+                            func.count().filter(votes.c.value < 0).label("down"))
+                     .group_by(votes.c.draft_id).subquery())
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Draft.created_at, Draft.model_version, Draft.task, func.coalesce(per_draft.c.up, 0),
+                       func.coalesce(per_draft.c.down, 0))
+                .outerjoin(per_draft, per_draft.c.draft_id == Draft.id).where(*conditions).order_by(Draft.id))
+            return [DraftVotes(*row) for row in rows]
+
+
+def _selected(task: str | None, since: datetime | None, guild_id: str | None) -> list[ColumnElement[bool]]:
+    """Finished drafts a moderator has not removed, of `task` (else every task), created since `since`,
+    made in the Discord server `guild_id` (else anywhere)."""
+    conditions: list[ColumnElement[bool]] = [Draft.status == DraftStatus.DONE, Draft.removed_at.is_(None)]
+    if task is not None:
+        conditions.append(Draft.task == task)
+    if since is not None:
+        conditions.append(Draft.created_at >= since)
+    if guild_id is not None:
+        conditions.append(Draft.guild_id == guild_id)
+    return conditions
+
+
+def _counted_votes(conditions: list[ColumnElement[bool]], votes_per_member: int) -> Subquery:
+    """The votes on the selected drafts that count: with `votes_per_member` > 0, each member's first that many
+    per version."""
+    numbered = (
+        select(Draft.model_version, Rating.draft_id, Rating.value,
+               func.row_number().over(partition_by=(Draft.model_version, Rating.member_id),
+                                      order_by=Rating.id).label("nth"))
+        .join(Rating, Rating.draft_id == Draft.id).where(*conditions).subquery()
+    )
+    counted = select(numbered).where(numbered.c.nth <= votes_per_member) if votes_per_member > 0 else select(numbered)
+    return counted.subquery()
 
 
 def _median(values: list[int | None]) -> float | None:
