@@ -30,6 +30,7 @@ from storage.models import (
     ModerationAction,
     Moderator,
     Rating,
+    VariantPick,
 )
 from storage.pseudonyms import member_hash, pseudonym
 from storage.repository import Activity, Repository
@@ -68,6 +69,7 @@ __all__ = [
     "StopReason",
     "StorageError",
     "TRANSITIONS",
+    "VariantPick",
     "backup_database",
     "clean_text",
     "export_rows",

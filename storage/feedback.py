@@ -71,6 +71,8 @@ class FeedbackRecord:
     downs: int
     improvements: tuple[str, ...]
     author: str | None = None  # a pseudonym ("m_…"), never the member id
+    variant_group: int | None = None  # shown beside other variants of its request: see storage.models.VariantPick
+    picks: int = 0  # members who picked it over the other variants of its group
 
     @property
     def request_id(self) -> int:
@@ -96,6 +98,7 @@ class FeedbackRecord:
         downs: int,
         improvements: Iterable[Improvement],
         author: str | None = None,
+        picks: int = 0,
     ) -> FeedbackRecord:
         """`improvements`: those whose writers allow training use."""
         return cls(
@@ -116,4 +119,6 @@ class FeedbackRecord:
             downs=downs,
             improvements=tuple(improvement.text for improvement in improvements),
             author=author,
+            variant_group=draft.variant_group,
+            picks=picks,
         )

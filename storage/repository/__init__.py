@@ -10,6 +10,7 @@ from storage.repository.export_reads import ExportReadsRepository
 from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
 from storage.repository.privacy import PrivacyRepository
+from storage.repository.variants import VariantsRepository
 
 
 class Repository(
@@ -20,6 +21,7 @@ class Repository(
     PrivacyRepository,
     ExportReadsRepository,
     DeliveriesRepository,
+    VariantsRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
