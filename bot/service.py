@@ -15,11 +15,12 @@ import math
 import resource
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from bot.config import EngineSettings, ExportSettings, LimitSettings, ModerationSettings, PrivacySettings, Settings
 from bot.errors import ServiceError
@@ -34,6 +35,7 @@ from generation import (
     InputError,
     Prompt,
     Sampling,
+    check_variants,
     get_task,
 )
 from generation.input_text import is_blank, storable
@@ -177,6 +179,66 @@ class DraftService:
         self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None
     ) -> Draft:
         """Validate and store the request; the row exists before any token is generated."""
+        [draft] = await self._create(member, task_name, inputs, count=1, parent_id=parent_id)
+        return draft
+
+    # --- variants: several drafts for one request, written together, one picked ---
+
+    async def create_variants(self, member: Member, task_name: str, inputs: Mapping[str, str], count: int) -> list[Draft]:
+        """`count` drafts of one request (1 is a plain draft), stored together before any is generated; the
+        member's limits count them as one request. Run them with generate_together."""
+        return await self._create(member, task_name, inputs, count=check_variants(count))
+
+    async def generate_together(self, draft_ids: Sequence[int]) -> AsyncGenerator[tuple[DraftProgress, ...], None]:
+        """Run queued drafts at once (the engine batches concurrent streams), yielding every draft's latest step
+        each time one of them moves. Each draft's row follows its steps as in generate; closing this stops them all."""
+        latest = [DraftProgress(draft_id, "", DraftStatus.QUEUED) for draft_id in draft_ids]
+        steps: asyncio.Queue[tuple[int, DraftProgress | None]] = asyncio.Queue()
+
+        async def follow(index: int, draft_id: int) -> None:
+            try:
+                async with aclosing(self.generate(draft_id)) as progress:
+                    async for step in progress:
+                        steps.put_nowait((index, step))
+            finally:
+                steps.put_nowait((index, None))  # this one ended, however
+
+        followers = [asyncio.create_task(follow(index, draft_id)) for index, draft_id in enumerate(draft_ids)]
+        try:
+            running = len(followers)
+            while running:
+                index, step = await steps.get()
+                if step is None:
+                    running -= 1
+                    continue
+                latest[index] = step
+                yield tuple(latest)
+            for follower in followers:
+                follower.result()  # a failure of any, once all ended
+        finally:
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+
+    async def pick(self, member: Member, draft_id: int) -> tuple[int, int]:
+        """A member prefers this variant over the others shown with it; picking again changes their pick.
+        Returns its place among them and how many there are."""
+        draft = await self._finished(member, draft_id)
+        if draft.variant_group is None:
+            raise ServiceError(f"draft #{draft_id} was written alone: there is nothing to pick it over")
+        await self._repository.pick_variant(draft_id, member.id)
+        variants = [variant.id for variant in await self._repository.variants_of(draft.variant_group)]
+        return variants.index(draft_id) + 1, len(variants)
+
+    async def variants_of(self, draft: Draft) -> list[Draft]:
+        """The drafts shown together with this one, itself included, in their order; just it if it was alone."""
+        return await self._repository.variants_of(draft.variant_group) if draft.variant_group else [draft]
+
+    # --- end of variants ---
+
+    async def _create(
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, count: int, parent_id: int | None = None
+    ) -> list[Draft]:
         task = get_task(task_name)
         prompt = task.render(inputs)
         info = self.engine.info
@@ -188,7 +250,7 @@ class DraftService:
             except LimitReached:
                 self.metrics.refused()
                 raise
-            return await self._repository.create_draft(
+            fields: dict[str, Any] = dict(
                 task=task.name,
                 inputs=task.validate(inputs),
                 system_prompt=prompt.system,
@@ -203,6 +265,9 @@ class DraftService:
                 channel_id=member.channel_id,
                 parent_id=parent_id,
             )
+            if count == 1:
+                return [await self._repository.create_draft(**fields)]
+            return await self._repository.create_variants(count, **fields)
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
@@ -331,11 +396,13 @@ class DraftService:
         return await self._repository.claim_delivery(delivery_id, kind)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
-        """A member stops their own draft while it waits or streams; a moderator may stop any."""
+        """A member stops their own draft while it waits or streams (and the variants asked for with it); a
+        moderator may stop any."""
         draft = await self._for_member(member, draft_id)
         if draft.author_id != member.id and not as_moderator:
             raise ServiceError("only the member who asked for this draft can cancel it")
-        if not self.cancel(draft_id):
+        stopped = [self.cancel(variant.id) for variant in await self.variants_of(draft)]  # variants stop together
+        if not any(stopped):
             raise ServiceError(f"draft #{draft_id} is not being written any more")
 
     def cancel(self, draft_id: int) -> bool:

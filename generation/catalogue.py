@@ -78,6 +78,18 @@ class Task:
 
 TONES = ("friendly", "professional", "playful", "bold", "luxurious")
 
+# Variants: how many drafts one request may ask for at once, written in one batch; every task offers them.
+MAX_VARIANTS = 4
+VARIANTS_DESCRIPTION = f"how many drafts to write at once, 1 to {MAX_VARIANTS}, to pick the best"
+
+
+def check_variants(count: int) -> int:
+    """The number of variants a request asks for, if it is one a front-end may offer (1 is a single draft)."""
+    if not 1 <= count <= MAX_VARIANTS:
+        raise InputError(f"variants must be between 1 and {MAX_VARIANTS} (got {count}); "
+                         "1 writes a single draft, more write that many side by side to pick from")
+    return count
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from storage.errors import DraftNotFound, StorageError
 from storage.models import Draft, DraftStatus, VariantPick, utcnow
@@ -32,8 +33,10 @@ class VariantsRepository(RepositoryBase):
         return [first, *others]
 
     async def variants_of(self, group_id: int) -> list[Draft]:
-        """The drafts of one variant group, in the order they were shown; feedback is not loaded."""
-        query = select(Draft).where(Draft.variant_group == group_id).order_by(Draft.id)
+        """The drafts of one variant group, in the order they were shown, with their flags (whether each is
+        held); ratings and improvements are not loaded."""
+        query = (select(Draft).where(Draft.variant_group == group_id).order_by(Draft.id)
+                 .options(selectinload(Draft.flags)))
         async with self._sessions() as session:
             return list(await session.scalars(query))
 
