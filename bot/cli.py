@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
-from bot.console import Console
+from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
-from bot.service import Member
-from generation import TASKS, Field, GenerationError, Task, get_task
+from bot.service import DraftProgress, Member
+from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, check_variants, get_task
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -137,10 +137,14 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, variants: int, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
-        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"))) != DraftStatus.DONE:
+        member = Member(f"cli:{user}")
+        if variants != 1:
+            if not _run(_variants(settings, task.name, inputs, member, variants)):
+                context.exit(1)
+        elif _run(_one_shot(settings, task.name, inputs, member)) != DraftStatus.DONE:
             context.exit(1)
 
     params: list[click.Parameter] = [
@@ -148,6 +152,8 @@ def _draft_command(task: Task) -> click.Command:
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
+    params.append(click.Option(["--variants"], type=int, default=1, show_default=True,
+                               help=VARIANTS_DESCRIPTION[:1].upper() + VARIANTS_DESCRIPTION[1:] + "."))
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
 
@@ -174,6 +180,21 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+async def _variants(settings: Settings, task_name: str, inputs: dict[str, str], member: Member, count: int) -> bool:
+    """Write `count` variants together and print them one after the other; True when all were finished."""
+    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
+    check_variants(count)
+    async with open_service(settings) as service:
+        drafts = await service.create_variants(member, task_name, inputs, count)
+        snapshot: tuple[DraftProgress, ...] = ()
+        async for snapshot in service.generate_together([draft.id for draft in drafts]):
+            pass
+        click.echo("\n".join(variant_lines(drafts, snapshot)))
+        statuses = ", ".join(f"#{draft.id} {progress.status}" for draft, progress in zip(drafts, snapshot, strict=True))
+        click.echo(f"variants {statuses}", err=True)
+        return all(progress.status == DraftStatus.DONE for progress in snapshot)
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"

@@ -7,13 +7,18 @@ pick becomes a DPO pair in a real export folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import main
 from bot.config import ExportSettings, PrivacySettings
+from bot.console import Console
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService, Member, Policy
 from conftest import rows
@@ -159,3 +164,34 @@ async def test_only_variants_can_be_picked_and_picks_go_with_their_member(
     await exporter.privacy.erase(Member("ann"))
     await exporter.export(tmp_path / "export", formats=("dpo",))
     assert picked_pairs(tmp_path / "export") == [], "an erased member's picks are gone with them"
+
+
+async def test_the_console_writes_variants_together_and_picks_one(service: DraftService, repository: Repository) -> None:
+    out = io.StringIO()
+
+    async def no_input(prompt: str) -> str | None:
+        return None
+
+    console = Console(service, Member("console:test"), out, no_input)
+    await console.handle('/draft ad product:"a solar lantern" audience:campers variants:9')
+    await console.handle('/draft ad product:"a solar lantern" audience:campers variants:two')
+    assert await repository.recent_drafts() == []
+    await console.handle('/draft ad product:"a solar lantern" audience:campers variants:2')
+    first, second = sorted(await repository.recent_drafts(), key=lambda draft: draft.id)
+    await console.handle(f"/pick #{second.id}")
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["error: variants must be between 1 and 4 (got 9); 1 writes a single draft, more write "
+                         "that many side by side to pick from",
+                         "error: variants is a whole number from 1 to 4, not 'two'"]
+    assert f"── variant 1 · draft #{first.id} · done ──" in lines and f"── variant 2 · draft #{second.id} · done ──" in lines
+    assert lines[-1] == "picked variant 2 of 2 — the others stay as alternatives"
+    assert second.variant_group == first.id
+
+
+def test_the_command_line_refuses_a_number_of_variants_out_of_range_before_loading_the_model(tmp_path: Path) -> None:
+    with contextlib.chdir(tmp_path):
+        result = CliRunner().invoke(main, ["draft", "ad", "--product", "tea", "--audience", "cooks", "--variants", "5"],
+                                    env={"COPYDESK_DISCORD_TOKEN": None, "COPYDESK_CONFIG": None})
+    assert result.exit_code == 1, result.output
+    assert "Error: variants must be between 1 and 4 (got 5)" in result.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").glob("*.sqlite3")), "nothing stored"
