@@ -22,7 +22,7 @@ from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, Member
-from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, check_variants, get_task
+from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, get_task
 from storage import (
     EXPORT_FORMATS,
     DatasetSummary,
@@ -137,7 +137,7 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, variants: int, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, variants: int = 1, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
         member = Member(f"cli:{user}")
@@ -152,8 +152,9 @@ def _draft_command(task: Task) -> click.Command:
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
-    params.append(click.Option(["--variants"], type=int, default=1, show_default=True,
-                               help=VARIANTS_DESCRIPTION[:1].upper() + VARIANTS_DESCRIPTION[1:] + "."))
+    if task.max_variants > 1:
+        params.append(click.Option(["--variants"], type=int, default=1, show_default=True,
+                                   help=f"{VARIANTS_DESCRIPTION.capitalize()}, 1 to {task.max_variants}."))
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
 
@@ -184,8 +185,9 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
 
 async def _variants(settings: Settings, task_name: str, inputs: dict[str, str], member: Member, count: int) -> bool:
     """Write `count` variants together and print them one after the other; True when all were finished."""
-    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
-    check_variants(count)
+    task = get_task(task_name)
+    task.validate(inputs)  # fail before spending seconds on loading the model
+    task.check_variants(count)
     async with open_service(settings) as service:
         drafts = await service.create_variants(member, task_name, inputs, count)
         snapshot: tuple[DraftProgress, ...] = ()

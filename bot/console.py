@@ -14,7 +14,7 @@ from typing import TextIO
 
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, DraftService, Member
-from generation import MAX_VARIANTS, TASKS, InputError, Task
+from generation import TASKS, InputError, Task
 from storage import Draft, DraftStatus
 
 ReadLine = Callable[[str], Awaitable[str | None]]
@@ -238,7 +238,7 @@ def _fields(words: list[str]) -> dict[str, str]:
 def _count(value: str) -> int:
     """The variants a console command asks for (checked against the catalogue's range by the service)."""
     if not value.strip().isdigit():
-        raise InputError(f"variants is a whole number from 1 to {MAX_VARIANTS}, not {value!r}")
+        raise InputError(f"variants is a whole number, such as variants:3, not {value!r}")
     return int(value)
 
 

@@ -35,7 +35,6 @@ from generation import (
     InputError,
     Prompt,
     Sampling,
-    check_variants,
     get_task,
 )
 from generation.input_text import is_blank, storable
@@ -187,7 +186,7 @@ class DraftService:
     async def create_variants(self, member: Member, task_name: str, inputs: Mapping[str, str], count: int) -> list[Draft]:
         """`count` drafts of one request (1 is a plain draft), stored together before any is generated; the
         member's limits count them as one request. Run them with generate_together."""
-        return await self._create(member, task_name, inputs, count=check_variants(count))
+        return await self._create(member, task_name, inputs, count=get_task(task_name).check_variants(count))
 
     async def generate_together(self, draft_ids: Sequence[int]) -> AsyncGenerator[tuple[DraftProgress, ...], None]:
         """Run queued drafts at once (the engine batches concurrent streams), yielding every draft's latest step

@@ -33,6 +33,12 @@ class Prompt:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
 
 
+# Variants: the most drafts any task lets one request ask for at once (a Discord message has room, and
+# rows of buttons, for four).
+MAX_VARIANTS = 4
+VARIANTS_DESCRIPTION = "how many drafts to write at once, to pick the best"
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -43,6 +49,20 @@ class Task:
     template: str
     template_version: str
     sampling: Sampling
+    max_variants: int = 1  # drafts one request may ask for at once, written in one batch; 1: no variants
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_variants <= MAX_VARIANTS:
+            raise ValueError(f"{self.command}: max_variants is 1 to {MAX_VARIANTS}, not {self.max_variants}")
+
+    def check_variants(self, count: int) -> int:
+        """The number of variants a request asks for, if this task offers it (1 is a single draft)."""
+        if self.max_variants == 1 and count != 1:
+            raise InputError(f"{self.command} writes one draft at a time; it takes no variants")
+        if not 1 <= count <= self.max_variants:
+            raise InputError(f"variants must be between 1 and {self.max_variants} (got {count}); "
+                             "1 writes a single draft, more write that many side by side to pick from")
+        return count
 
     def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored.
@@ -78,17 +98,6 @@ class Task:
 
 TONES = ("friendly", "professional", "playful", "bold", "luxurious")
 
-# Variants: how many drafts one request may ask for at once, written in one batch; every task offers them.
-MAX_VARIANTS = 4
-VARIANTS_DESCRIPTION = f"how many drafts to write at once, 1 to {MAX_VARIANTS}, to pick the best"
-
-
-def check_variants(count: int) -> int:
-    """The number of variants a request asks for, if it is one a front-end may offer (1 is a single draft)."""
-    if not 1 <= count <= MAX_VARIANTS:
-        raise InputError(f"variants must be between 1 and {MAX_VARIANTS} (got {count}); "
-                         "1 writes a single draft, more write that many side by side to pick from")
-    return count
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -110,6 +119,7 @@ TASKS: dict[str, Task] = {
             template="Write a {tone} advertisement for {product}, aimed at {audience}.",
             template_version="ad-v1",
             sampling=Sampling(max_new_tokens=120, temperature=0.8, top_p=0.9, top_k=50),
+            max_variants=MAX_VARIANTS,
         ),
         Task(
             name="blog",
@@ -131,6 +141,7 @@ TASKS: dict[str, Task] = {
             template="Write a {length}, {tone} blog post about {topic} for {audience}.",
             template_version="blog-v1",
             sampling=Sampling(max_new_tokens=400, temperature=0.7, top_p=0.9, top_k=50),
+            max_variants=MAX_VARIANTS,
         ),
         Task(
             name="summary",
@@ -148,6 +159,7 @@ TASKS: dict[str, Task] = {
             template="Summarize the following text as a short {style}.\n\nText:\n{text}",
             template_version="summary-v1",
             sampling=Sampling(max_new_tokens=160, temperature=0.3, top_p=0.9, top_k=40),
+            max_variants=MAX_VARIANTS,
         ),
     )
 }

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from bot.console import Console
 from bot.discord.client import CopydeskBot
 from bot.service import DraftService, Member, Policy
 from conftest import rows
-from generation import InputError
+from generation import InputError, get_task
 from storage import Draft, DraftStatus, Repository
 from support.discord_harness import EPHEMERAL, run_command
 from support.fake_discord import FakeDiscord
@@ -182,7 +183,7 @@ async def test_the_console_writes_variants_together_and_picks_one(service: Draft
     lines = out.getvalue().splitlines()
     assert lines[:2] == ["error: variants must be between 1 and 4 (got 9); 1 writes a single draft, more write "
                          "that many side by side to pick from",
-                         "error: variants is a whole number from 1 to 4, not 'two'"]
+                         "error: variants is a whole number, such as variants:3, not 'two'"]
     assert f"── variant 1 · draft #{first.id} · done ──" in lines and f"── variant 2 · draft #{second.id} · done ──" in lines
     assert lines[-1] == "picked variant 2 of 2 — the others stay as alternatives"
     assert second.variant_group == first.id
@@ -195,3 +196,12 @@ def test_the_command_line_refuses_a_number_of_variants_out_of_range_before_loadi
     assert result.exit_code == 1, result.output
     assert "Error: variants must be between 1 and 4 (got 5)" in result.stderr
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").glob("*.sqlite3")), "nothing stored"
+
+
+def test_a_task_offers_variants_only_up_to_its_own_limit() -> None:
+    single = replace(get_task("ad"), name="slogan", command="/draft slogan", max_variants=1)
+    assert single.check_variants(1) == 1 and get_task("ad").check_variants(4) == 4
+    with pytest.raises(InputError, match="writes one draft at a time"):
+        single.check_variants(2)
+    with pytest.raises(ValueError, match="max_variants is 1 to 4"):
+        replace(single, max_variants=5)

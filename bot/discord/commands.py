@@ -3,8 +3,8 @@
 Each task's catalogue entry gives its command (`Task.command`: "/draft ad" is subcommand "ad" of
 group "draft", "/summarize" a command of its own) and its options: names, descriptions, lengths,
 choices, whether required. So a new task is a new command, and Discord's form enforces the same
-rules as the service (which checks them again: a client can send anything). Every task command
-also takes `variants` (1 to 4: that many drafts side by side, `bot.discord.variants`).
+rules as the service (which checks them again: a client can send anything). A task that offers
+variants (`Task.max_variants`) also takes `variants`: that many drafts side by side (`bot.discord.variants`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from discord.app_commands import Choice, Range
 from bot.discord.context import Interaction
 from bot.discord.drafting import start_draft
 from bot.discord.variants import start_variants
-from generation import MAX_VARIANTS, VARIANTS_DESCRIPTION, Field, Task
+from generation import VARIANTS_DESCRIPTION, Field, Task
 
 # Groups are Discord's, not the catalogue's: a new group without an entry here is described by its first task.
 GROUP_DESCRIPTIONS = {"draft": "Draft marketing copy", "write": "Write longer content"}
@@ -56,13 +56,17 @@ def _task_command(task: Task, name: str) -> TaskCommand:
         else:
             await start_variants(interaction, task.name, inputs, variants)
 
-    # discord.py reads a command's options off its callback's signature: give it one per field, and variants.
+    # discord.py reads a command's options off its callback's signature: give it one per field, and
+    # variants where the task offers them.
     interaction = inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Interaction)
-    variants = inspect.Parameter("variants", inspect.Parameter.KEYWORD_ONLY, annotation=Range[int, 1, MAX_VARIANTS],
-                                 default=None)
-    vars(draft)["__signature__"] = inspect.Signature([interaction, *map(_option, task.fields), variants])
-    app_commands.describe(**{field.name: _sentence(field.description) for field in task.fields},
-                          variants=_sentence(VARIANTS_DESCRIPTION))(draft)
+    options = [interaction, *map(_option, task.fields)]
+    descriptions = {field.name: _sentence(field.description) for field in task.fields}
+    if task.max_variants > 1:
+        options.append(inspect.Parameter("variants", inspect.Parameter.KEYWORD_ONLY,
+                                         annotation=Range[int, 1, task.max_variants], default=None))
+        descriptions["variants"] = _sentence(f"{VARIANTS_DESCRIPTION}, 1 to {task.max_variants}")
+    vars(draft)["__signature__"] = inspect.Signature(options)
+    app_commands.describe(**descriptions)(draft)
     app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
                             for field in task.fields if field.choices})(draft)
     return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)

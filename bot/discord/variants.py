@@ -25,7 +25,7 @@ from bot.discord.feedback import FlagButton, ImproveButton, RateButton
 from bot.discord.model_text import shown
 from bot.discord.rendering import split_message, streaming_preview
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
-from generation import check_variants
+from generation import get_task
 from generation.safety import redact_code_words
 from storage import Draft, DraftStatus
 
@@ -60,7 +60,7 @@ async def start_variants(interaction: Interaction, task_name: str, inputs: Mappi
                          count: int) -> None:
     """As `start_draft`, for `count` variants of one request: every mistake is answered before "thinking…"."""
     fields = checked_inputs(task_name, inputs)
-    check_variants(count)
+    get_task(task_name).check_variants(count)
     await interaction.response.defer(thinking=True)
     creating = service_of(interaction).create_variants(member_of(interaction), task_name, fields, count)
     with interaction.client.drafting():
