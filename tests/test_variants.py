@@ -18,18 +18,20 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.config import ExportSettings, PrivacySettings
+from bot.config import ExportSettings, ModerationSettings, PrivacySettings
 from bot.console import Console
 from bot.discord.client import CopydeskBot
+from bot.discord.drafting import HELD
 from bot.service import DraftService, Member, Policy
 from conftest import rows
 from generation import InputError, get_task
 from storage import Draft, DraftStatus, Repository
-from support.discord_harness import EPHEMERAL, run_command
+from support.discord_harness import DEFERRED, EPHEMERAL, finished, start_bot, stop_bot
 from support.fake_discord import FakeDiscord
 
 AD = {"product": "a solar lantern", "audience": "campers", "tone": "playful"}
 SYSTEM = "You write short, vivid ads."
+WRITING_S = 300  # three streams batched on 2 shared CPU cores: minutes when the machine is busy
 
 
 def dpo_rows(folder: Path) -> list[dict[str, Any]]:
@@ -56,7 +58,9 @@ async def test_variants_arrive_in_one_message_and_the_pick_becomes_a_preference_
     fake: FakeDiscord, bot: CopydeskBot, service: DraftService, repository: Repository, tmp_path: Path
 ) -> None:
     alice, mia = fake.guild.member("alice"), fake.guild.member("mia")
-    interaction, message = await run_command(fake, "draft", {**AD, "variants": 3}, "ad", user=alice)
+    interaction = await fake.invoke_command("draft", {**AD, "variants": 3}, subcommand="ad", user=alice)
+    assert (await interaction.wait_for_response())["type"] == DEFERRED and interaction.response_delay < 3
+    message = await interaction.wait_for_original(finished, timeout=WRITING_S)
 
     drafts = sorted(await repository.recent_drafts(), key=lambda draft: draft.id)
     first = drafts[0]
@@ -205,3 +209,37 @@ def test_a_task_offers_variants_only_up_to_its_own_limit() -> None:
         single.check_variants(2)
     with pytest.raises(ValueError, match="max_variants is 1 to 4"):
         replace(single, max_variants=5)
+
+
+EVERYDAY_WORDS = ("the", "a", "an", "and", "to", "of", "for", "your", "is", "with", "in", "you", "our")
+
+
+async def test_held_variants_stay_hidden_and_a_moderators_release_redraws_only_that_one(
+    fake: FakeDiscord, repository: Repository, engine: Any, policy: Policy
+) -> None:
+    review = ModerationSettings(review_channel_id=fake.guild.channel("moderation").id)
+    strict = DraftService(repository, engine, Policy(engine=policy.engine, member_key=policy.member_key,
+                                                     moderation=ModerationSettings(blocked_terms=EVERYDAY_WORDS)))
+    bot, task = await start_bot(fake, strict, review)
+    try:
+        interaction = await fake.invoke_command("draft", {**AD, "variants": 2}, subcommand="ad")
+        await interaction.wait_for_response()
+        final = await interaction.wait_for_original(
+            lambda m: m["content"].count(HELD) == 2 and not m["components"], timeout=WRITING_S)
+        posts = await fake.wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+            [m for m in fake.channel_messages(fake.guild.channel("moderation")) if m.get("components")]), timeout=60)
+        first, second = sorted(await repository.recent_drafts(), key=lambda draft: draft.id)
+        assert first.output.strip() and " ".join(first.output.split()[:3]) not in final["content"]
+
+        flag_id = (await repository.get_draft(first.id)).flags[0].id  # type: ignore[union-attr]
+        post = next(post for post in posts if f"copydesk:mod:dismiss:{flag_id}" in str(post["components"]))
+        released = await fake.click_button(post, f"copydesk:mod:dismiss:{flag_id}", user=fake.guild.member("mia"))
+        await released.wait_for_response()
+        shown = await fake.wait_for(lambda: interaction.original if interaction.original["components"] else None)
+        assert " ".join(first.output.split()[:5]) in " ".join(shown["content"].split())
+        assert shown["content"].count(HELD) == 1, "the other variant stays held"
+        assert [[c["custom_id"] for c in row["components"]][0] for row in shown["components"]] == [
+            f"copydesk:pick:{first.id}"]
+        assert second.variant_group == first.id
+    finally:
+        await stop_bot(bot, task)
