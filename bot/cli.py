@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
+import json
 import os
+import signal
 import sys
-from collections.abc import Coroutine, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,8 +27,15 @@ from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, Member
+from bot.versions import ModelVersions
 from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, get_task
+from generation.compliance import RulesError, load_rules
+from generation.compliance import check as compliance_check
+from generation.language import AUTO, LANGUAGES
+from generation.platforms import PlatformDraft, get_platform
+from generation.training import METHODS, TrainingConfig
 from storage import (
+    EXPORT_CHOICES,
     EXPORT_FORMATS,
     DatasetSummary,
     DraftStatus,
@@ -137,21 +149,23 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, variants: int = 1, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, as_json: bool, variants: int = 1, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
         member = Member(f"cli:{user}")
         if variants != 1:
-            if not _run(_variants(settings, task.name, inputs, member, variants)):
+            if not _run(_variants(settings, task.name, inputs, member, variants, as_json)):
                 context.exit(1)
-        elif _run(_one_shot(settings, task.name, inputs, member)) != DraftStatus.DONE:
+        elif _run(_one_shot(settings, task.name, inputs, member, as_json)) != DraftStatus.DONE:
             context.exit(1)
 
     params: list[click.Parameter] = [
-        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in task.fields
+        click.Option([f"--{field.name}"], required=False, help=_field_help(field)) for field in (*task.fields, *task.options)
     ]
     params.append(click.Option(["--user"], default=getpass.getuser, show_default="your login name",
                                help="Who the draft belongs to."))
+    params.append(click.Option(["--json", "as_json"], is_flag=True,
+                               help="Print the finished draft as JSON (a platform draft: its fields and their counts)."))
     if task.max_variants > 1:
         params.append(click.Option(["--variants"], type=int, default=1, show_default=True,
                                    help=f"{VARIANTS_DESCRIPTION.capitalize()}, 1 to {task.max_variants}."))
@@ -167,36 +181,116 @@ def _field_help(field: Field) -> str:
     return "; ".join(parts) + ("" if not field.required else " (required)")
 
 
-async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member) -> DraftStatus:
-    get_task(task_name).validate(inputs)  # fail before spending seconds on loading the model
+async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], member: Member,
+                    as_json: bool = False) -> DraftStatus:
+    fields, options = get_task(task_name).split(inputs)  # fail before spending seconds on loading the model
     async with open_service(settings) as service:
-        created = await service.create_draft(member, task_name, inputs)
+        created = await service.create_draft(member, task_name, fields, language=options.get("language", AUTO))
         printed = ""
         async for progress in service.generate(created.id):
             stable = progress.text.rstrip("\ufffd")
-            if stable.startswith(printed):
+            if not as_json and stable.startswith(printed):
                 click.echo(stable[len(printed):], nl=False)
                 printed = stable
-        click.echo()
+        if as_json:
+            click.echo(json.dumps(_draft_json(created.id, created.platform, progress), ensure_ascii=False, indent=2))
+        else:
+            click.echo()
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
 
 
-async def _variants(settings: Settings, task_name: str, inputs: dict[str, str], member: Member, count: int) -> bool:
-    """Write `count` variants together and print them one after the other; True when all were finished."""
+async def _variants(settings: Settings, task_name: str, inputs: dict[str, str], member: Member, count: int,
+                    as_json: bool = False) -> bool:
+    """Write `count` variants together and print them one after the other (as a JSON list with --json); True
+    when all were finished."""
     task = get_task(task_name)
-    task.validate(inputs)  # fail before spending seconds on loading the model
+    fields, options = task.split(inputs)  # fail before spending seconds on loading the model
     task.check_variants(count)
     async with open_service(settings) as service:
-        drafts = await service.create_variants(member, task_name, inputs, count)
+        drafts = await service.create_variants(member, task_name, fields, count, language=options.get("language", AUTO))
         snapshot: tuple[DraftProgress, ...] = ()
         async for snapshot in service.generate_together([draft.id for draft in drafts]):
             pass
-        click.echo("\n".join(variant_lines(drafts, snapshot)))
+        if as_json:
+            shown = [_draft_json(draft.id, draft.platform, progress) for draft, progress in zip(drafts, snapshot, strict=True)]
+            click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+        else:
+            click.echo("\n".join(variant_lines(drafts, snapshot)))
         statuses = ", ".join(f"#{draft.id} {progress.status}" for draft, progress in zip(drafts, snapshot, strict=True))
         click.echo(f"variants {statuses}", err=True)
         return all(progress.status == DraftStatus.DONE for progress in snapshot)
+
+
+class _CheckFailed(click.ClickException):
+    """`copydesk check` could not check (bad rules file, unreadable copy): exit 2, as for bad usage,
+    since 1 means a rule matched."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.option("--rules", "rule_files", type=_Path(dir_okay=False), multiple=True,
+              help="A rules file (the format of generation/rules/compliance.toml) to check with as well (repeatable).")
+@click.option("--text", "texts", multiple=True, help="Copy to check, instead of FILEs (repeatable).")
+@click.option("--language", type=click.Choice(list(LANGUAGES)),
+              help="Check with the rules of this language only [default: every rule, whatever its language].")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.pass_context
+def check(context: click.Context, rule_files: tuple[Path, ...], texts: tuple[str, ...], language: str | None,
+          files: tuple[Path, ...]) -> None:
+    """Check copy (FILEs, - for standard input, or --text) against the compliance rules: copydesk's own, the
+    config's compliance_rules_file and never_words, and --rules. Prints FILE:LINE:COLUMN, rule id, source and
+    match for each; exits 1 when a rule matches, 0 when none does, 2 when it could not check."""
+    if bool(texts) == bool(files):
+        raise click.UsageError("give the copy to check as --text … or as FILE…, one of the two", context)
+    try:
+        rules = load_settings(context.obj).moderation.compliance_rules()
+        rules += tuple(rule for path in rule_files for rule in load_rules(path))
+        copies = [(f"--text {number}", text) for number, text in enumerate(texts, start=1)] or \
+                 [(str(path), _read_copy(path)) for path in files]
+    except (ConfigError, RulesError, OSError, UnicodeDecodeError) as error:
+        raise _CheckFailed(str(error)) from None
+    matched = False
+    for name, text in copies:
+        for match in compliance_check(text, language, rules):
+            matched = True
+            line = text.count("\n", 0, match.start) + 1
+            column = match.start - (text.rfind("\n", 0, match.start) + 1) + 1
+            click.echo(f"{name}:{line}:{column}: {match.rule.id} ({match.rule.source}): {match.text!r} — "
+                       f"{match.rule.explanation}")
+    context.exit(1 if matched else 0)
+
+
+def _read_copy(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise OSError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _draft_json(draft_id: int, platform: str, progress: DraftProgress) -> dict[str, Any]:
+    """The finished draft for a script: its text, and a platform draft's fields, counts and limits."""
+    shown: dict[str, Any] = {"draft": draft_id, "status": str(progress.status), "platform": platform,
+                             "held": progress.held, "text": progress.text}
+    if progress.error:
+        shown["error"] = progress.error
+    if progress.fields is not None:
+        shown.update(_fields_json(progress.fields))
+    return shown
+
+
+def _fields_json(fields: PlatformDraft) -> dict[str, Any]:
+    rule = get_platform(fields.platform).rule
+    return {"counting": {"rule": rule.name, "source": rule.source}, "fits": fields.fits,
+            "fields": [{"label": field.label, "text": field.text, "count": field.count, "limit": field.limit,
+                        "recommended": field.recommended, "status": str(field.status),
+                        "regenerations": field.regenerations} for field in fields.fields]}
 
 
 TOKEN_VARIABLE = "COPYDESK_DISCORD_TOKEN"
@@ -254,43 +348,74 @@ def status(context: click.Context) -> None:
     _run(show())
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """The export options `export` and `train` share: which drafts, and the rules that make rows of them."""
+
+    filters: FeedbackFilter
+    min_votes: int | None
+    min_rating: float | None
+    test_fraction: float | None
+
+
+def _selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that choose drafts and shape rows; the command receives them as one `selection`."""
+    options = [
+        click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC)."),
+        click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC)."),
+        click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True,
+                     help="Only these tasks (repeatable)."),
+        click.option("--guild", help="Only drafts made in this Discord server (its id)."),
+        click.option("--model", "models", multiple=True, help="Only drafts of this model (repeatable)."),
+        click.option("--template-version", "template_versions", multiple=True,
+                     help="Only drafts of this prompt template version, e.g. ad-v1 (repeatable)."),
+        click.option("--min-votes", type=click.IntRange(min=0),
+                     help="Votes a rating needs to count [config: export.min_votes]."),
+        click.option("--min-rating", type=click.FloatRange(-1, 1),
+                     help="Mean rating a draft needs for SFT [config: export.rating_threshold]."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+                     help="Share of prompts in the test split [config: export.test_fraction]."),
+    ]
+
+    @functools.wraps(command)
+    def with_selection(*args: Any, since: datetime | None, until: datetime | None, tasks: tuple[str, ...],
+                       guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
+                       min_votes: int | None, min_rating: float | None, test_fraction: float | None,
+                       **kwargs: Any) -> Any:
+        if since is not None and until is not None and since >= until:
+            raise click.UsageError(f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}): "
+                                   "no draft can match")
+        filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
+                                 template_versions=template_versions)
+        return command(*args, selection=_Selection(filters, min_votes, min_rating, test_fraction), **kwargs)
+
+    for option in reversed(options):
+        with_selection = option(with_selection)
+    return with_selection
+
+
 @main.command()
 @click.option("--out", type=_Path(file_okay=False), required=True,
-              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet and README.md.")
-@click.option("--format", "formats", type=click.Choice(EXPORT_FORMATS), multiple=True,
-              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}).")
-@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
-@click.option("--until", type=click.DateTime(DATE_FORMATS), help="Drafts created before this date (UTC).")
-@click.option("--task", "tasks", type=click.Choice(list(TASKS)), multiple=True, help="Only these tasks (repeatable).")
-@click.option("--guild", help="Only drafts made in this Discord server (its id).")
-@click.option("--model", "models", multiple=True, help="Only drafts of this model (repeatable).")
-@click.option("--template-version", "template_versions", multiple=True,
-              help="Only drafts of this prompt template version, e.g. ad-v1 (repeatable).")
-@click.option("--min-votes", type=click.IntRange(min=0), help="Votes a rating needs to count [config: export.min_votes].")
-@click.option("--min-rating", type=click.FloatRange(-1, 1),
-              help="Mean rating a draft needs for SFT [config: export.rating_threshold].")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
-              help="Share of prompts in the test split [config: export.test_fraction].")
+              help="Folder to write: <format>-train.jsonl, <format>-test.jsonl, raw-*.parquet, ads-<platform>.csv "
+                   "and README.md.")
+@click.option("--format", "formats", type=click.Choice(EXPORT_CHOICES), multiple=True,
+              help=f"{formats_help()}. Repeat for several; default: all ({formats_list()}); ads only when named.")
+@_selection_options
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr [default: when it is a terminal].")
 @click.pass_context
-def export(context: click.Context, out: Path, formats: tuple[str, ...], since: datetime | None, until: datetime | None,
-           tasks: tuple[str, ...], guild: str | None, models: tuple[str, ...], template_versions: tuple[str, ...],
-           min_votes: int | None, min_rating: float | None, test_fraction: float | None, progress: bool | None) -> None:
+def export(context: click.Context, out: Path, formats: tuple[str, ...], selection: _Selection,
+           progress: bool | None) -> None:
     """Write the team's rated drafts and improvements as a training dataset (SFT, DPO, KTO, raw) with its card."""
-    if since is not None and until is not None and since >= until:
-        raise click.UsageError(f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}): "
-                               "no draft can match", context)
     settings = _settings(context)
-    filters = FeedbackFilter(since=_utc(since), until=_utc(until), tasks=tasks, guild_id=guild, models=models,
-                             template_versions=template_versions)
+    filters = selection.filters
 
     async def write() -> None:
         async with open_service(settings, with_model=False) as service:
             total = await service.count_for_export(filters)
             with tqdm(total=total, unit="drafts", desc="export", file=sys.stderr, disable=_no_bar(progress)) as bar:
                 summary = await service.export(out, formats=formats or EXPORT_FORMATS, filters=filters,
-                                               rating_threshold=min_rating, min_votes=min_votes,
-                                               test_fraction=test_fraction, progress=bar.update)
+                                               rating_threshold=selection.min_rating, min_votes=selection.min_votes,
+                                               test_fraction=selection.test_fraction, progress=bar.update)
         for line in summary.lines():
             click.echo(line)
         if hint := _consent_hint(summary):
@@ -298,6 +423,150 @@ def export(context: click.Context, out: Path, formats: tuple[str, ...], since: d
         click.echo(f"wrote {out} (dataset card: {out / CARD})")
 
     _run(write(), writing=out)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "export_from", type=_Path(file_okay=False),
+              help="Train on this export folder (`copydesk export --out`); without it, export first, with the options below.")
+@_selection_options
+@click.option("--method", type=click.Choice(METHODS), help="Trainer(s): SFT, DPO, KTO, or SFT then DPO [config: training.method].")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the rows [config: training.epochs].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the run (data order, LoRA init).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop each phase after this many steps (a quick try).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Torch threads [config: training.threads; default: all cores, half while the bot runs].")
+@click.option("--resume", is_flag=True, help="Continue NAME's interrupted run from its last checkpoint.")
+@click.pass_context
+def train(context: click.Context, name: str, export_from: Path | None, selection: _Selection, method: str | None,
+          epochs: float | None, seed: int, max_steps: int | None, threads: int | None, resume: bool) -> None:
+    """Train model version NAME (a LoRA adapter on the 4-bit base) on the team's feedback, and evaluate it.
+
+    Ctrl-C or SIGTERM saves a checkpoint and stops; --resume continues. Nothing is registered until the
+    version's folder is complete. On GPU machines: `accelerate launch -m bot.cli train NAME …`.
+    """
+    settings = _settings(context)
+    defaults = settings.training
+    with _user_errors():
+        config = TrainingConfig(method=method or defaults.method, epochs=epochs or defaults.epochs, seed=seed,
+                                learning_rate=defaults.learning_rate, lora_rank=defaults.lora_rank,
+                                lora_alpha=2 * defaults.lora_rank, max_steps=max_steps or -1,
+                                threads=threads or defaults.threads)
+
+    async def run_training() -> None:
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, _stopping, stop, loop)
+        async with open_service(settings, with_model=False) as service:
+            async def export_first(folder: Path) -> DatasetSummary:
+                summary = await service.export(folder, filters=selection.filters, rating_threshold=selection.min_rating,
+                                               min_votes=selection.min_votes, test_fraction=selection.test_fraction)
+                click.echo("exported: " + "; ".join(summary.lines()), err=True)
+                return summary
+
+            trained = await service.versions.train(
+                name, config, export_from=export_from, export=export_first, stop=stop, resume=resume,
+                on_progress=lambda progress: click.echo(f"\r{progress.line()}\033[K", nl=False, err=True))
+        click.echo(err=True)
+        version = trained.version
+        click.echo(f"trained {version.name} ({version.method}, {version.wall_time_s:.0f} s) into {version.folder}")
+        click.echo(f"evaluated against {trained.incumbent} on the export's test split:")
+        click.echo(trained.evaluation.table())
+        click.echo(f"serve it with `copydesk models serve {version.name}`")
+
+    _run(run_training())
+
+
+def _stopping(stop: threading.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """The first Ctrl-C or SIGTERM stops training at the end of its step, with a checkpoint; a second one
+    ends the process at once. Either way nothing is registered."""
+    click.echo("\nstopping after this step and saving a checkpoint (again to quit at once)…", err=True)
+    stop.set()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signal_number)
+
+
+@main.group()
+def models() -> None:
+    """The trained model versions: list, show, serve (switches the running bot), retire."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(context: click.Context) -> None:
+    """Every version, with its state, method and evaluation."""
+    settings = _settings(context)
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            serving = await service.versions.serving()
+            versions = await service.versions.list()
+        click.echo(f"serving: {serving}")
+        for version in versions:
+            click.echo(f"{version.name}\t{version.state}\t{version.method}\t{version.created_at:%Y-%m-%d %H:%M}\t"
+                       f"{_scores(version.evaluation, version.name)}")
+
+    _run(show())
+
+
+@models.command("show")
+@click.argument("name")
+@click.pass_context
+def models_show(context: click.Context, name: str) -> None:
+    """One version's facts: provenance, hyperparameters, evaluation."""
+    settings = _settings(context)
+
+    async def show() -> None:
+        async with open_service(settings, with_model=False) as service:
+            version = await service.versions.show(name)
+        for key in ("name", "state", "base_model", "base_sha256", "folder", "adapter_sha256", "method", "seed",
+                    "wall_time_s", "created_at"):
+            click.echo(f"{key}: {getattr(version, key)}")
+        for key in ("hyperparameters", "libraries", "source_export", "evaluation"):
+            click.echo(f"{key}: {json.dumps(getattr(version, key), sort_keys=True)}")
+
+    _run(show())
+
+
+def _state_command(name: str, help_text: str, change: Callable[[ModelVersions, str, str], Awaitable[str]]) -> None:
+    """`copydesk models serve|retire NAME`: one change of a version's state, logged with who made it."""
+
+    @models.command(name, help=help_text)
+    @click.argument("version")
+    @click.option("--user", default=getpass.getuser, show_default="your login name", help="Who does it (for the log).")
+    @click.pass_context
+    def command(context: click.Context, version: str, user: str) -> None:
+        settings = _settings(context)
+
+        async def act() -> str:
+            async with open_service(settings, with_model=False) as service:
+                return await change(service.versions, version, f"cli:{user}")
+
+        click.echo(_run(act()))
+
+
+async def _serve(versions: ModelVersions, name: str, by: str) -> str:
+    await versions.serve(name, by=by)
+    return (f"serving {name}; a running bot switches within its training.version_check_s "
+            "(drafts already being written finish on their version)")
+
+
+async def _retire(versions: ModelVersions, name: str, by: str) -> str:
+    await versions.retire(name, by=by)
+    return f"retired {name}"
+
+
+_state_command("serve", "Send new drafts to VERSION (`base`: the model without an adapter); a running bot follows.",
+               _serve)
+_state_command("retire", "Never serve VERSION again; its row and folder stay for the drafts it wrote.", _retire)
+
+
+def _scores(evaluation: dict[str, Any], name: str) -> str:
+    scores = evaluation.get("scores", {})
+    mine, against = scores.get(name, {}), scores.get(evaluation.get("against", ""), {})
+    return ", ".join(f"{measure} {value:.3f} (vs {against.get(measure, float('nan')):.3f})"
+                     for measure, value in mine.items())
 
 
 CONSENT_HINT = (

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.metrics import is_loopback
+from generation.compliance import Rule, RulesError, load_rules, rules_from_words, shipped_rules
+from generation.language import AUTO, LANGUAGES
 from generation.safety import SafetyPolicy
 
 ENV_PREFIX = "COPYDESK_"
@@ -87,6 +89,39 @@ class ModerationSettings(_Section):
         return SafetyPolicy(blocked_terms=self.blocked_terms, detect_personal_data=self.detect_personal_data,
                             detect_prompt_leak=self.detect_prompt_leak)
 
+    # Compliance (generation/compliance.py): the shipped rules, a file of the server's own, its never-words.
+    check_compliance: bool = True
+    compliance_rules_file: str = ""
+    never_words: tuple[str, ...] = ()
+
+    @field_validator("compliance_rules_file")
+    @classmethod
+    def _rules_load(cls, path: str) -> str:
+        """A rules file that cannot be used is refused at start, naming the rule and the reason."""
+        if path:
+            try:
+                load_rules(Path(path).expanduser())
+            except RulesError as error:
+                raise ValueError(str(error)) from None
+        return path
+
+    def compliance_rules(self) -> tuple[Rule, ...]:
+        """Every rule copy is checked against here (drafts only while check_compliance is on)."""
+        own = load_rules(Path(self.compliance_rules_file).expanduser()) if self.compliance_rules_file else ()
+        return (*shipped_rules(), *own, *rules_from_words(self.never_words))
+
+
+class DraftingSettings(_Section):
+    language: str = AUTO  # a code of generation/language.py, or "auto": the request's
+    brand_words: tuple[str, ...] = ()  # the quality signals say which of these a draft has
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, code: str) -> str:
+        if code != AUTO and code not in LANGUAGES:
+            raise ValueError(f'unknown language {code!r}; "auto" or one of: {", ".join(LANGUAGES)}')
+        return code
+
 
 class PrivacySettings(_Section):
     training_consent_default: bool = False
@@ -114,6 +149,21 @@ class DiscordSettings(_Section):
         return {"shard_count": None if self.shards == "auto" else self.shards, "shard_ids": list(self.shard_ids) or None}
 
 
+class TrainingSettings(_Section):
+    """`copydesk train`'s defaults; its options override them."""
+
+    method: Literal["sft", "dpo", "kto", "sft+dpo"] = "sft"
+    epochs: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lora_rank: int = Field(default=16, ge=1, le=256)
+    # 0: all cores, or half of them (at least one) while a bot process serves the same database.
+    threads: int = Field(default=0, ge=0)
+    version_check_s: float = Field(default=5.0, gt=0)  # how often the bot looks for a newly served version
+
+    def versions_dir(self, data_dir: str) -> Path:
+        return Path(data_dir).expanduser() / "versions"
+
+
 class MetricsSettings(_Section):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     host: str = "127.0.0.1"
@@ -133,7 +183,9 @@ class Settings(_Section):
     export: ExportSettings = ExportSettings()
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
+    drafting: DraftingSettings = DraftingSettings()
     privacy: PrivacySettings = PrivacySettings()
+    training: TrainingSettings = TrainingSettings()
     metrics: MetricsSettings = MetricsSettings()
     discord: DiscordSettings = DiscordSettings()
 

@@ -15,6 +15,8 @@ from typing import TextIO
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, DraftService, Member
 from generation import TASKS, InputError, Task
+from generation.language import AUTO
+from generation.quality import quality_line
 from storage import Draft, DraftStatus
 
 ReadLine = Callable[[str], Awaitable[str | None]]
@@ -60,12 +62,15 @@ class Console:
     async def _dispatch(self, words: list[str]) -> bool:
         task = _match_task(words)
         if task is not None:
-            fields = _fields(words[len(task.command.split()):])
-            count = _count(fields.pop("variants", "1"))
+            values = _fields(words[len(task.command.split()):])
+            count = _count(values.pop("variants", "1"))
+            fields, options = task.split(values)
+            language = options.get("language", AUTO)
             if count == 1:
-                await self._stream(await self._service.create_draft(self._member, task.name, fields))
+                await self._stream(await self._service.create_draft(self._member, task.name, fields, language=language))
             else:
-                await self._stream_variants(await self._service.create_variants(self._member, task.name, fields, count))
+                await self._stream_variants(await self._service.create_variants(self._member, task.name, fields, count,
+                                                                                language=language))
             return True
         command, args = words[0], words[1:]
         if command in ("/quit", "/exit"):
@@ -162,6 +167,8 @@ class Console:
         elif progress.status == DraftStatus.DONE:
             self._say(f"── done · {progress.completion_tokens} tokens · "
                       "/rate up|down · /regenerate · /improve · /flag ──")
+            if progress.quality:
+                self._say(f"   {quality_line(progress.quality)}")
         elif progress.status == DraftStatus.CANCELLED:
             self._say(f"── draft #{draft.id} cancelled ──")
         else:
@@ -268,5 +275,5 @@ def _install_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], obje
 def help_text(tasks: Iterable[Task]) -> str:
     """The commands: one line per task of the catalogue, with its fields (optional ones in brackets)."""
     lines = [" ".join([task.command, *(f'{field.name}:"…"' if field.required else f"[{field.name}:…]"
-                                      for field in task.fields)]) for task in tasks]
+                                      for field in (*task.fields, *task.options))]) for task in tasks]
     return "\n".join([*lines, FEEDBACK_HELP])

@@ -19,15 +19,26 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bot.config import EngineSettings, ExportSettings, LimitSettings, ModerationSettings, PrivacySettings, Settings
+from bot.config import (
+    DraftingSettings,
+    EngineSettings,
+    ExportSettings,
+    LimitSettings,
+    ModerationSettings,
+    PrivacySettings,
+    Settings,
+)
 from bot.errors import ServiceError
 from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
+from bot.versions import ModelVersions
 from generation import (
+    TASKS,
     Engine,
     EngineLoad,
     GenerationCancelled,
@@ -37,9 +48,17 @@ from generation import (
     Sampling,
     get_task,
 )
+from generation.catalogue import platform_of
+from generation.compliance import Rule, hold_reasons
+from generation.compliance import check as compliance_check
 from generation.input_text import is_blank, storable
+from generation.language import AUTO, DEFAULT_LANGUAGE, choose_language, language_instruction
+from generation.platforms import PlatformDraft, fit, get_platform, parse
+from generation.quality import quality_signals
 from generation.safety import SafetyPolicy, review_reasons
+from generation.served_versions import ServedVersions
 from storage import (
+    BASE_VERSION,
     EXPORT_FORMATS,
     STOPPED_AS,
     DatasetOptions,
@@ -94,16 +113,23 @@ class Policy:
     limits: LimitSettings = LimitSettings()
     moderation: ModerationSettings = ModerationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    drafting: DraftingSettings = DraftingSettings()
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
 
     @classmethod
     def of(cls, settings: Settings, member_key: bytes) -> Policy:
         return cls(engine=settings.engine, export=settings.export, limits=settings.limits,
-                   moderation=settings.moderation, privacy=settings.privacy, member_key=member_key)
+                   moderation=settings.moderation, privacy=settings.privacy, drafting=settings.drafting,
+                   member_key=member_key)
 
     @property
     def safety(self) -> SafetyPolicy:
         return self.moderation.safety_policy()
+
+    @cached_property
+    def compliance(self) -> tuple[Rule, ...]:
+        """Read once (a server's rules file among them), then checked at every step of every draft."""
+        return self.moderation.compliance_rules() if self.moderation.check_compliance else ()
 
     @property
     def timeout_s(self) -> float:
@@ -123,6 +149,8 @@ class DraftProgress:
     ahead: int = 0  # while queued: drafts in line before this one
     held: bool = False  # an automatic check tripped: the draft waits for a moderator
     flag_id: int | None = None  # the automatic flag, once the draft is done
+    quality: dict[str, Any] | None = None  # the finished draft's signals (generation/quality.py)
+    fields: PlatformDraft | None = None  # a finished platform draft, cut into its fields and counted
 
 
 @dataclass(frozen=True)
@@ -152,14 +180,17 @@ class DraftService:
     """Front-end-neutral use cases over one engine and one repository."""
 
     def __init__(
-        self, repository: Repository, engine: Engine | None, policy: Policy = Policy(), metrics: Metrics | None = None,
+        self, repository: Repository, engine: Engine | ServedVersions | None, policy: Policy = Policy(),
+        metrics: Metrics | None = None, versions: ModelVersions | None = None,
     ) -> None:
+        """`engine`: one engine (it serves the base model), or the versions this process serves."""
         self._repository = repository
-        self._engine = engine
+        self._served = (engine if engine is None or isinstance(engine, ServedVersions)
+                        else ServedVersions(BASE_VERSION, engine))
         self._policy = policy
         self.metrics = metrics or Metrics()
-        if engine is not None:
-            self.metrics.watch_engine(engine.info, engine.load)
+        if self._served is not None:
+            self.metrics.watch_engine(self._served.info, self._served.load)
         self._requests: dict[int, str] = {}  # running draft id → engine request id
         self._admission = asyncio.Lock()
         self._stopping: dict[int, StopReason] = {}  # why a draft is being stopped, where not by its member
@@ -167,26 +198,44 @@ class DraftService:
         self._deliveries_forgotten_at = datetime.min.replace(tzinfo=timezone.utc)  # forget at the first claim
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
+        self._versions = versions
+
+    @property
+    def versions(self) -> ModelVersions:
+        if self._versions is None:
+            raise ServiceError("model versions are not available in this process")
+        return self._versions
+
+    @property
+    def served(self) -> ServedVersions:
+        if self._served is None:
+            raise ServiceError("no model is loaded in this process")
+        return self._served
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            raise ServiceError("no model is loaded in this process")
-        return self._engine
+        """The engine new drafts go to."""
+        return self.served.current
 
     async def create_draft(
-        self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, parent_id: int | None = None,
+        language: str = AUTO,
     ) -> Draft:
-        """Validate and store the request; the row exists before any token is generated."""
-        [draft] = await self._create(member, task_name, inputs, count=1, parent_id=parent_id)
+        """Validate and store the request; the row exists before any token is generated.
+
+        `language`: a code of generation/language.py, or "auto" for the server's setting, else the request's."""
+        [draft] = await self._create(member, task_name, inputs, count=1, parent_id=parent_id, language=language)
         return draft
 
     # --- variants: several drafts for one request, written together, one picked ---
 
-    async def create_variants(self, member: Member, task_name: str, inputs: Mapping[str, str], count: int) -> list[Draft]:
+    async def create_variants(
+        self, member: Member, task_name: str, inputs: Mapping[str, str], count: int, *, language: str = AUTO
+    ) -> list[Draft]:
         """`count` drafts of one request (1 is a plain draft), stored together before any is generated; the
         member's limits count them as one request. Run them with generate_together."""
-        return await self._create(member, task_name, inputs, count=get_task(task_name).check_variants(count))
+        return await self._create(member, task_name, inputs, count=get_task(task_name).check_variants(count),
+                                  language=language)
 
     async def generate_together(self, draft_ids: Sequence[int]) -> AsyncGenerator[tuple[DraftProgress, ...], None]:
         """Run queued drafts at once (the engine batches concurrent streams), yielding every draft's latest step
@@ -236,11 +285,15 @@ class DraftService:
     # --- end of variants ---
 
     async def _create(
-        self, member: Member, task_name: str, inputs: Mapping[str, str], *, count: int, parent_id: int | None = None
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, count: int, parent_id: int | None = None,
+        language: str,
     ) -> list[Draft]:
         task = get_task(task_name)
         prompt = task.render(inputs)
-        info = self.engine.info
+        request = " ".join(inputs.get(spec.name) or "" for spec in task.fields if not spec.choices)  # what the member wrote
+        written_in = choose_language(language, self._policy.drafting.language, request)
+        served = self.served
+        info = served.info
         if self._closing:
             raise ShuttingDown("copydesk is restarting and takes no new drafts right now; please ask again in a minute")
         async with self._admission:  # the limits are checked and the row stored as one step
@@ -249,20 +302,24 @@ class DraftService:
             except LimitReached:
                 self.metrics.refused()
                 raise
+            values = task.validate(inputs)
             fields: dict[str, Any] = dict(
                 task=task.name,
-                inputs=task.validate(inputs),
+                inputs=values,
                 system_prompt=prompt.system,
-                user_prompt=prompt.user,
-                template_version=task.template_version,
+                user_prompt=prompt.user + language_instruction(written_in),
+                template_version=task.template_version_for(values),
+                platform=platform_of(values),
                 model=info.name,
+                model_version=served.serving,
                 quantization=info.quantization,
-                sampling=task.sampling.capped(self._policy.engine.max_new_tokens).as_dict(),
+                sampling=task.sampling_for(values).capped(self._policy.engine.max_new_tokens).as_dict(),
                 seed=info.seed,
                 author_id=member.id,
                 guild_id=member.guild_id,
                 channel_id=member.channel_id,
                 parent_id=parent_id,
+                language=written_in,
             )
             if count == 1:
                 return [await self._repository.create_draft(**fields)]
@@ -271,7 +328,8 @@ class DraftService:
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
         original = await self._for_member(member, draft_id)
-        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id)
+        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id,
+                                       language=original.language or AUTO)
 
     async def generate(self, draft_id: int) -> AsyncGenerator[DraftProgress, None]:
         """Run a queued draft, yielding its text as it grows; the row follows every step."""
@@ -287,7 +345,8 @@ class DraftService:
         # own awaits a timeout would interrupt.
         deadline = asyncio.get_running_loop().call_later(self._policy.timeout_s, self._expire, draft_id)
         try:
-            async with aclosing(self.engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
+            async with self.served.using(draft.model_version) as engine, \
+                    aclosing(engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
                 async for update in stream:
                     if update.queued_ahead is not None:
                         yield DraftProgress(draft_id, "", DraftStatus.QUEUED, ahead=update.queued_ahead)
@@ -297,7 +356,7 @@ class DraftService:
                         await self._repository.mark_running(draft_id)
                     run.text, run.tokens, run.prompt_tokens = update.text, update.completion_tokens, update.prompt_tokens
                     # Checked at every step, so held text never reaches a front-end, not even in part.
-                    run.reasons = run.reasons or review_reasons(run.text, draft.system_prompt, self._policy.safety)
+                    run.reasons = run.reasons or self._hold_reasons(draft, run.text)
                     if time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:
                         await self._repository.record_progress(draft_id, run.text)
                         saved_at = time.monotonic()
@@ -338,24 +397,65 @@ class DraftService:
             self._count_ended(run, status)
         return run.progress(status, error=error)
 
+    def _hold_reasons(self, draft: Draft, text: str) -> list[str]:
+        """Why the automatic checks hold this text for a moderator: safety first, then compliance rules."""
+        reasons = review_reasons(text, draft.system_prompt, self._policy.safety)
+        matches = compliance_check(text, draft.language or DEFAULT_LANGUAGE, self._policy.compliance)
+        return reasons + hold_reasons(matches)
+
     async def _finish(self, run: _Run) -> DraftProgress:
-        """Store the finished draft and count it; a draft the checks held gets its automatic flag."""
-        draft, finished_at = run.draft, _now()
+        """Store the finished draft and count it; a draft the checks held gets its automatic flag, which names
+        everything the whole text trips (the steps stopped at the first)."""
+        draft = run.draft
+        await self._fit_to_platform(run)
+        finished_at = _now()
+        target = task.target_words if (task := TASKS.get(draft.task)) else 0  # a task since taken out: no target
+        quality = quality_signals(run.text, draft.language or DEFAULT_LANGUAGE, target, self._policy.drafting.brand_words)
         await self._repository.finish_draft(
             draft.id,
             output=run.text,
+            fields=run.fields.to_json() if run.fields else None,
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.tokens,
             latency_ms=_ms(finished_at - draft.created_at),
             ttft_ms=_ms((run.first_token_at or finished_at) - draft.created_at),
+            quality=quality,
         )
         self._count_ended(run, DraftStatus.DONE)
         flag_id = None
         if run.reasons:
+            run.reasons = self._hold_reasons(draft, run.text) or run.reasons
             flag = await self._repository.add_flag(draft.id, "held automatically: " + "; ".join(run.reasons),
                                                    source="auto")
             flag_id = flag.id
-        return run.progress(DraftStatus.DONE, flag_id=flag_id)
+        return run.progress(DraftStatus.DONE, flag_id=flag_id, quality=quality)
+
+    # --- platforms: a draft for an ad platform is cut into its fields, each fitted to its limit ---
+    async def _fit_to_platform(self, run: _Run) -> None:
+        """Cut a platform draft into its fields, write again those that break their limit
+        (generation.platforms.fitting), and check the fields' text like the draft's."""
+        draft = run.draft
+        if not get_platform(draft.platform).structured:
+            return
+
+        async def complete(prompt: Prompt, max_new_tokens: int) -> str | None:
+            sampling = Sampling(**{**draft.sampling, "max_new_tokens": max_new_tokens}).capped(
+                self._policy.engine.max_new_tokens)
+            request_id = f"draft-{draft.id}-field-{uuid.uuid4().hex[:8]}"
+            text = None
+            try:
+                async with self.served.using(draft.model_version) as engine, \
+                        aclosing(engine.stream(prompt, sampling, request_id, owner=draft.author_id)) as stream:
+                    async for update in stream:
+                        text = update.text
+            except GenerationError:  # the engine stopped or failed: the field stays as it was, marked
+                return None
+            return text
+
+        run.fields = await fit(parse(draft.platform, run.text), draft.user_prompt, complete)
+        run.text = run.fields.text()
+        run.reasons = run.reasons or self._hold_reasons(draft, run.text)
+    # --- end platforms ---
 
     def _count_ended(self, run: _Run, status: DraftStatus) -> None:
         draft = run.draft
@@ -407,7 +507,7 @@ class DraftService:
     def cancel(self, draft_id: int) -> bool:
         """Stop a queued or running draft; its generate() ends with status cancelled."""
         request_id = self._requests.get(draft_id)
-        return request_id is not None and self.engine.cancel(request_id)
+        return request_id is not None and self.served.cancel(request_id)
 
     async def rate(self, member: Member, draft_id: int, up: bool) -> tuple[int, int]:
         """One rating per member per draft; rating again changes it. Returns (ups, downs)."""
@@ -432,12 +532,14 @@ class DraftService:
 
     async def status(self) -> Status:
         activity = await self._repository.activity(_now() - STATUS_WINDOW)
-        info = self._engine.info if self._engine is not None else None
+        served = self._served
+        info = served.info if served is not None else None
         return Status(
             counts=activity.counts,
             tokens_per_s=activity.tokens / STATUS_WINDOW.total_seconds(),
-            model=f"{info.name} ({info.quantization}, {info.device})" if info else None,
-            load=self._engine.load() if self._engine is not None else None,
+            model=f"{info.name} ({info.quantization}, {info.device}), version {served.serving}"
+            if info and served else None,
+            load=served.load() if served is not None else None,
             peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )
 
@@ -544,12 +646,14 @@ class _Run:
     prompt_tokens: int = 0
     first_token_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)  # why the safety checks hold it, once they do
+    fields: PlatformDraft | None = None  # a platform draft's fields, once it is finished
 
-    def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None) -> DraftProgress:
+    def progress(self, status: DraftStatus, *, error: str | None = None, flag_id: int | None = None,
+                 quality: dict[str, Any] | None = None) -> DraftProgress:
         """This step as a front-end may show it: a held draft's text is never handed out."""
         held = bool(self.reasons)
         return DraftProgress(self.draft.id, "" if held else self.text, status, self.tokens, error=error, held=held,
-                             flag_id=flag_id)
+                             flag_id=flag_id, quality=quality, fields=None if held else self.fields)
 
 
 def _feedback_text(text: str, what: str) -> str:

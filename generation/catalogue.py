@@ -7,10 +7,14 @@ here, and every draft records the template version it was rendered with.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation.errors import InputError
 from generation.input_text import clean, is_blank
+from generation.language import AUTO, LANGUAGES
+from generation.platforms.layout import layout_prompt
+from generation.platforms.specs import GENERIC, PLATFORM_NAMES, get_platform
+from generation.prompt import Prompt
 from generation.sampling import Sampling
 
 
@@ -22,15 +26,9 @@ class Field:
     required: bool = True
     default: str | None = None
     choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Prompt:
-    system: str
-    user: str
-
-    def messages(self) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+    # False for a field added after drafts existed: left out, it is not written into the inputs, so
+    # a request that does not use it reads as it always did.
+    recorded_default: bool = True
 
 
 # Variants: the most drafts any task lets one request ask for at once (a Discord message has room, and
@@ -49,6 +47,11 @@ class Task:
     template: str
     template_version: str
     sampling: Sampling
+    # The length a draft aims at, in words (0: none), for its quality signals (generation/quality.py).
+    target_words: int = 0
+    # Choices about the draft that are not part of the template (its language): on the same commands,
+    # recorded in their own columns rather than in the inputs.
+    options: tuple[Field, ...] = ()
     max_variants: int = 1  # drafts one request may ask for at once, written in one batch; 1: no variants
 
     def __post_init__(self) -> None:
@@ -64,6 +67,12 @@ class Task:
                              "1 writes a single draft, more write that many side by side to pick from")
         return count
 
+    def split(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """A front-end's values as the template's inputs and the draft's options, both checked."""
+        names = {option.name for option in self.options}
+        options = {option.name: self._checked(option, values.get(option.name) or "") for option in self.options}
+        return self.validate({name: value for name, value in values.items() if name not in names}), options
+
     def validate(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """Check inputs against the fields' rules and fill defaults, so nothing malformed is ever stored.
 
@@ -75,28 +84,49 @@ class Task:
                 f"unknown field {unknown[0]!r} for {self.command}; "
                 f"its fields are: {', '.join(f.name for f in self.fields)}"
             )
-        values: dict[str, str] = {}
-        for spec in self.fields:
-            value = clean(inputs.get(spec.name) or "").strip()
-            if is_blank(value):
-                if spec.required:
-                    raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
-                value = spec.default or ""
-            if len(value) > spec.max_chars:
-                raise InputError(
-                    f"{spec.name} is {len(value)} characters long; "
-                    f"{self.command} takes at most {spec.max_chars}"
-                )
-            if spec.choices and value not in spec.choices:
-                raise InputError(f"{spec.name} must be one of {', '.join(spec.choices)} (got {value!r})")
-            values[spec.name] = value
-        return values
+        return {spec.name: self._checked(spec, inputs.get(spec.name) or "") for spec in self.fields
+                if spec.recorded_default or not is_blank(clean(inputs.get(spec.name) or "").strip())}
+
+    def _checked(self, spec: Field, raw: str) -> str:
+        value = clean(raw).strip()
+        if is_blank(value):
+            if spec.required:
+                raise InputError(f"{spec.name} is required for {self.command}: {spec.description}")
+            value = spec.default or ""
+        if len(value) > spec.max_chars:
+            raise InputError(
+                f"{spec.name} is {len(value)} characters long; "
+                f"{self.command} takes at most {spec.max_chars}"
+            )
+        if spec.choices and value not in spec.choices:
+            raise InputError(f"{spec.name} must be one of {', '.join(spec.choices)} (got {value!r})")
+        return value
 
     def render(self, inputs: Mapping[str, str]) -> Prompt:
-        return Prompt(system=self.system_prompt, user=self.template.format(**self.validate(inputs)))
+        values = self.validate(inputs)
+        prompt = Prompt(system=self.system_prompt, user=self.template.format(**values))
+        platform = get_platform(platform_of(values))
+        return layout_prompt(platform, prompt) if platform.structured else prompt
+
+    def template_version_for(self, inputs: Mapping[str, str]) -> str:
+        """The version of what `render` makes of these inputs: a platform's layout is part of it."""
+        platform = platform_of(inputs)
+        return self.template_version if platform == GENERIC else f"{self.template_version}+{platform}-v1"
+
+    def sampling_for(self, inputs: Mapping[str, str]) -> Sampling:
+        """The task's sampling, with the token budget a platform's fields need."""
+        budget = get_platform(platform_of(inputs)).max_new_tokens
+        return replace(self.sampling, max_new_tokens=budget) if budget else self.sampling
+
+
+def platform_of(inputs: Mapping[str, str]) -> str:
+    """The platform a request is written for: `generic` unless it names one."""
+    return inputs.get("platform") or GENERIC
 
 
 TONES = ("friendly", "professional", "playful", "bold", "luxurious")
+LANGUAGE = Field("language", "the language to write in (auto: the server's, else the request's)", max_chars=8,
+                 required=False, default=AUTO, choices=(AUTO, *LANGUAGES))
 
 
 TASKS: dict[str, Task] = {
@@ -111,6 +141,8 @@ TASKS: dict[str, Task] = {
                 Field("audience", "who the ad speaks to", max_chars=200),
                 Field("tone", "the voice of the ad", max_chars=20, required=False,
                       default="friendly", choices=TONES),
+                Field("platform", "where the ad runs: its fields, limits and character counts", max_chars=10,
+                      required=False, default=GENERIC, choices=PLATFORM_NAMES, recorded_default=False),
             ),
             system_prompt=(
                 "You are a skilled copywriter. Write one short, catchy advertisement: "
@@ -118,6 +150,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Write a {tone} advertisement for {product}, aimed at {audience}.",
             template_version="ad-v1",
+            target_words=50,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=120, temperature=0.8, top_p=0.9, top_k=50),
             max_variants=MAX_VARIANTS,
         ),
@@ -140,6 +174,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Write a {length}, {tone} blog post about {topic} for {audience}.",
             template_version="blog-v1",
+            target_words=300,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=400, temperature=0.7, top_p=0.9, top_k=50),
             max_variants=MAX_VARIANTS,
         ),
@@ -158,6 +194,8 @@ TASKS: dict[str, Task] = {
             ),
             template="Summarize the following text as a short {style}.\n\nText:\n{text}",
             template_version="summary-v1",
+            target_words=80,
+            options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=160, temperature=0.3, top_p=0.9, top_k=40),
             max_variants=MAX_VARIANTS,
         ),

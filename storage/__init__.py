@@ -12,12 +12,14 @@ from storage.errors import (
     FlagAlreadyResolved,
     FlagNotFound,
     StorageError,
+    VersionNotFound,
 )
 from storage.exclusions import Reason
-from storage.export import EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
+from storage.export import EXPORT_CHOICES, EXPORT_FORMATS, RowRules, export_rows, formats_help, formats_list
 from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
+    BASE_VERSION,
     Base,
     Consent,
     Delivery,
@@ -27,16 +29,23 @@ from storage.models import (
     FlagSource,
     FlagStatus,
     Improvement,
+    ModelVersion,
     ModerationAction,
     Moderator,
     Rating,
     VariantPick,
+    VersionState,
 )
 from storage.pseudonyms import member_hash, pseudonym
 from storage.repository import Activity, Repository
 
 __all__ = [
     "Activity",
+    "BASE_VERSION",
+    "ModelVersion",
+    "VersionNotFound",
+    "VersionState",
+    "EXPORT_CHOICES",
     "EXPORT_FORMATS",
     "Base",
     "Consent",

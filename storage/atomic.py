@@ -175,13 +175,19 @@ class StagedFolder:
         _remove(self.path)
 
 
-def _entry(path: Path, rows: int | None) -> FileEntry:
+def file_sha256(path: Path, *, sync: bool = False) -> str:
+    """The file's sha256, read in chunks; with `sync`, the file is fsynced on the way."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
-        os.fsync(handle.fileno())
-    return FileEntry(path.name, path.stat().st_size, digest.hexdigest(), rows)
+        if sync:
+            os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def _entry(path: Path, rows: int | None) -> FileEntry:
+    return FileEntry(path.name, path.stat().st_size, file_sha256(path, sync=True), rows)
 
 
 def _listed(manifest_path: Path, manifest: Manifest) -> list[FileEntry]:

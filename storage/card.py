@@ -35,7 +35,7 @@ HYGIENE = """\
 - Split: each row goes to `test` or `train` by a hash of its normalized prompt, so the same
   prompt never appears in both, in any format, and an export of the same data splits the same way.
 - `metadata` carries each row's provenance: draft and request ids (copydesk's, not Discord's),
-  task, template version, model, quantization, sampling, seed, creation time, votes, and the
+  task, template version, model, model version, quantization, sampling, seed, creation time, votes, and the
   author as a keyed pseudonym when the deployment pseudonymizes (else no author at all).
 """
 
@@ -55,7 +55,8 @@ class DatasetCard:
     def render(self, entries: Sequence[FileEntry]) -> str:
         return dataset_card(self._summary, entries)
 
-    def entries(self, text: str) -> list[FileEntry]:
+    @staticmethod
+    def entries(text: str) -> list[FileEntry]:
         _, _, checksums = text.partition(f"\n{CHECKSUMS}\n")
         return [FileEntry(match["name"], int(match["size"]), match["sha256"],
                           None if match["rows"] == "—" else int(match["rows"]))
@@ -90,6 +91,7 @@ def _body(summary: DatasetSummary, entries: Sequence[FileEntry]) -> str:
              f"exclusions below. One JSON Lines file per format and split{parquet}.", "",
              "## Files", "", "| format | row | train | test |", "| --- | --- | ---: | ---: |"]
     lines += [f"| `{fmt}` | {FORMATS[fmt].row_shape} | {summary.count(fmt, 'train')} | {summary.count(fmt, 'test')} |"
+              if not FORMATS[fmt].csv_columns else f"| `{fmt}` | {FORMATS[fmt].row_shape} | {summary.count(fmt)} (not split) | — |"
               for fmt in options.formats]
     lines += ["", "## Rows per task and label", "", "| format | task | label | rows |", "| --- | --- | --- | ---: |"]
     lines += [f"| `{fmt}` | {task} | {label} | {count} |" for (fmt, task, label), count in sorted(summary.labels.items())]

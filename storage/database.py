@@ -133,6 +133,14 @@ class Database:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INSTANCE_LOCK_KEY})
                 await connection.commit()
 
+    async def in_use(self) -> bool:
+        """Another process serves this database now (holds the claim): the bot, typically."""
+        try:
+            async with self.claim(f"copydesk probe (pid {os.getpid()})"):
+                return False
+        except DatabaseInUse:
+            return True
+
 
 def sqlite_path(url: URL) -> Path | None:
     """The database file of a SQLite URL; None for an in-memory or URI database."""

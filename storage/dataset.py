@@ -17,6 +17,7 @@ put in place with the card last, and the card lists every file with its row coun
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -133,7 +134,13 @@ class DatasetWriter:
                        if FORMATS[fmt].training and options.deduplicate}
         self._files: dict[tuple[str, str], IO[str]] = {
             (fmt, split): (staging / file_name(fmt, split)).open("w", encoding="utf-8")
-            for fmt in options.formats for split in SPLITS}
+            for fmt in options.formats if not FORMATS[fmt].csv_columns for split in SPLITS}
+        self._tables: dict[tuple[str, str], tuple[IO[str], Any]] = {}
+        for fmt in options.formats:
+            for table, columns in FORMATS[fmt].csv_columns.items():
+                handle = (staging / f"{fmt}-{table}.csv").open("w", encoding="utf-8", newline="")
+                self._tables[fmt, table] = (handle, csv.DictWriter(handle, columns))
+                self._tables[fmt, table][1].writeheader()
         self._parquet: dict[tuple[str, str], tuple[pq.ParquetWriter, list[dict[str, Any]]]] = {
             (fmt, split): (pq.ParquetWriter(staging / file_name(fmt, split, "parquet"), schema), [])
             for fmt in options.formats if (schema := FORMATS[fmt].parquet_schema) is not None for split in SPLITS}
@@ -156,6 +163,7 @@ class DatasetWriter:
             summary.false_positive_rates = {fmt: dedup.false_positive_rate() for fmt, dedup in self._dedup.items()}
             rows = {file_name(fmt, split, suffix): summary.count(fmt, split)
                     for fmt in self._options.formats for split in SPLITS for suffix in FORMATS[fmt].suffixes}
+            rows |= {f"{fmt}-{table}.csv": summary.count(fmt, table) for fmt, table in self._tables}
             self._staged.commit(DatasetCard(summary), rows)
         except BaseException:
             self.abandon()
@@ -168,7 +176,7 @@ class DatasetWriter:
         self._staged.discard()
 
     def _close_files(self) -> None:
-        for handle in self._files.values():
+        for handle in (*self._files.values(), *(handle for handle, _ in self._tables.values())):
             handle.close()
         for writer, _ in self._parquet.values():
             if writer.is_open:
@@ -188,6 +196,12 @@ class DatasetWriter:
 
     def _write_row(self, fmt: str, row: Row) -> None:
         shape = FORMATS[fmt]
+        if shape.csv_columns:  # a table for an upload, not a dataset: no split, no duplicate check
+            table = shape.table(row)
+            self._tables[fmt, table][1].writerow(row["columns"])
+            self.summary.rows[fmt, table] += 1
+            self.summary.labels[fmt, shape.task(row), shape.label(row)] += 1
+            return
         system, user = shape.prompt(row)
         if fmt in self._dedup:
             duplicate = self._dedup[fmt].check(system + "\n" + user, shape.answers(row))

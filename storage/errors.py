@@ -41,3 +41,11 @@ class FlagAlreadyResolved(StorageError):
         self.status = flag.status
         self.resolved_by = flag.resolved_by
         self.resolved_at = flag.resolved_at
+
+
+class VersionNotFound(StorageError):
+    """No model version has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"there is no model version named {name!r} (`copydesk models list` shows them)")
+        self.name = name

@@ -14,6 +14,7 @@ each carries its provenance in `metadata`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -50,11 +51,20 @@ class ExportFormat:
     parquet_schema: ClassVar[pa.Schema | None] = None  # also written as Parquet, with this schema
     classes: ClassVar[tuple[str, str] | None] = None  # (desirable, undesirable) labels, whose balance the card gives
     trainer_config: ClassVar[str] = ""  # the TRL config whose class weights `classes` call for
+    # A CSV format writes one file per table, `<name>-<table>.csv` with these columns, instead of JSON
+    # Lines per split; it is written only when asked for by name.
+    csv_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @property
     def suffixes(self) -> tuple[str, ...]:
         """The files it writes per split: `<name>-<split>.<suffix>`."""
+        if self.csv_columns:
+            return ()
         return ("jsonl", "parquet") if self.parquet_schema is not None else ("jsonl",)
+
+    def table(self, row: Row) -> str:
+        """The CSV table a row of a CSV format goes in."""
+        raise NotImplementedError(f"{self.name} is written as JSON Lines")
 
     def rows(self, group: Sequence[FeedbackRecord], rules: RowRules) -> Iterator[Row]:
         """The rows made from the drafts of one request."""
@@ -111,6 +121,7 @@ def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
         "task": record.task,
         "template_version": record.template_version,
         "model": record.model,
+        "model_version": record.model_version,
         "quantization": record.quantization,
         "sampling": record.sampling,
         "seed": record.seed,
@@ -235,7 +246,8 @@ class Raw(ExportFormat):
         ("output", pa.string()), ("template_version", pa.string()), ("model", pa.string()),
         ("quantization", pa.string()), ("sampling", pa.map_(pa.string(), pa.float64())), ("seed", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")), ("ups", pa.int64()), ("downs", pa.int64()),
-        ("improvements", pa.list_(pa.string())), ("author", pa.string()),
+        ("improvements", pa.list_(pa.string())), ("author", pa.string()), ("language", pa.string()),
+        ("quality", pa.string()),  # the quality signals as JSON text, so new signals need no new schema
         ("variant_group", pa.int64()), ("picks", pa.int64()),
     ])
 
@@ -258,10 +270,48 @@ class Raw(ExportFormat):
 
     def parquet_record(self, row: Row) -> dict[str, Any]:
         return {**row, "created_at": datetime.fromisoformat(row["created_at"]),
-                "sampling": {name: float(value) for name, value in row["sampling"].items()}}
+                "sampling": {name: float(value) for name, value in row["sampling"].items()},
+                "quality": None if row["quality"] is None else json.dumps(row["quality"], ensure_ascii=False)}
 
 
-EXPORT_FORMATS: tuple[str, ...] = tuple(FORMATS)
+@register
+class Ads(ExportFormat):
+    """Platform drafts as the platforms' bulk uploads take them, one CSV file per platform."""
+
+    name = "ads"
+    help = "CSV for Google Ads Editor and Meta Ads Manager"
+    row_shape = ("one ad per row, in the columns of Google Ads Editor (`ads-google.csv`) and Meta Ads Manager "
+                 "(`ads-meta.csv`) bulk imports")
+    how_chosen = ("every finished Google or Meta draft whose fields all fit their limits (a draft with a field over\n"
+                  "  its limit would be refused on import); Campaign, Ad group, Final URL and the like are left to fill in.")
+    training = False
+    # Google Ads Editor's import columns for a responsive search ad (its CSV template); Meta Ads Manager's
+    # bulk import names primary text `Body`, the headline `Title` and the description `Link Description`.
+    csv_columns = {
+        "google": ("Campaign", "Ad group", "Ad type", *(f"Headline {n}" for n in range(1, 16)),
+                   *(f"Description {n}" for n in range(1, 5)), "Path 1", "Path 2", "Final URL"),
+        "meta": ("Campaign Name", "Ad Set Name", "Ad Name", "Body", "Title", "Link Description", "Link"),
+    }
+    _field_columns = {"google": {"headline": "Headline {index}", "description": "Description {index}"},
+                      "meta": {"primary_text": "Body", "headline": "Title", "description": "Link Description"}}
+
+    def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:
+        fields = record.fields or []
+        if record.platform not in self.csv_columns or not fields or any(f["status"] != "fits" for f in fields):
+            return
+        names = self._field_columns[record.platform]
+        columns = {names[field["key"]].format(index=field["index"]): field["text"] for field in fields}
+        fixed = ({"Ad type": "Responsive search ad"} if record.platform == "google"
+                 else {"Ad Name": f"copydesk draft {record.id}"})
+        yield {"table": record.platform, "columns": {**fixed, **columns},
+               "metadata": _metadata(record, record.platform)}
+
+    def table(self, row: Row) -> str:
+        return str(row["table"])
+
+
+EXPORT_FORMATS: tuple[str, ...] = tuple(name for name, fmt in FORMATS.items() if not fmt.csv_columns)  # the dataset
+EXPORT_CHOICES: tuple[str, ...] = tuple(FORMATS)  # what an export may be asked for by name
 
 
 def formats_help() -> str:
@@ -279,7 +329,7 @@ def get_format(name: str) -> ExportFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ValueError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_FORMATS)}") from None
+        raise ValueError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_CHOICES)}") from None
 
 
 class RequestGroups:

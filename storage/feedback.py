@@ -63,6 +63,7 @@ class FeedbackRecord:
     output: str
     template_version: str
     model: str
+    model_version: str
     quantization: str
     sampling: dict[str, Any]
     seed: int | None
@@ -71,6 +72,10 @@ class FeedbackRecord:
     downs: int
     improvements: tuple[str, ...]
     author: str | None = None  # a pseudonym ("m_…"), never the member id
+    language: str | None = None
+    quality: dict[str, Any] | None = None  # the finished draft's quality signals
+    platform: str = "generic"  # the ad platform it was written for, and its fields (see drafts.fields)
+    fields: list[dict[str, Any]] | None = None
     variant_group: int | None = None  # shown beside other variants of its request: see storage.models.VariantPick
     picks: int = 0  # members who picked it over the other variants of its group
 
@@ -111,6 +116,7 @@ class FeedbackRecord:
             output=draft.output,
             template_version=draft.template_version,
             model=draft.model,
+            model_version=draft.model_version,
             quantization=draft.quantization,
             sampling=dict(draft.sampling),
             seed=draft.seed,
@@ -119,6 +125,10 @@ class FeedbackRecord:
             downs=downs,
             improvements=tuple(improvement.text for improvement in improvements),
             author=author,
+            language=draft.language,
+            quality=draft.quality,
+            platform=draft.platform,
+            fields=draft.fields,
             variant_group=draft.variant_group,
             picks=picks,
         )

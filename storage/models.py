@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -33,6 +34,16 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.lifecycle import DraftStatus, StopReason  # owned there, importable from here too
+
+BASE_VERSION = "base"  # the configured model without an adapter: every deployment's first version
+
+
+class VersionState(StrEnum):
+    """A trained version is a candidate until served; at most one serves; retired ones serve no more."""
+
+    CANDIDATE = "candidate"
+    SERVING = "serving"
+    RETIRED = "retired"
 
 
 class FlagSource(StrEnum):
@@ -110,7 +121,11 @@ class Draft(Base):
     system_prompt: Mapped[str] = mapped_column(Text)
     user_prompt: Mapped[str] = mapped_column(Text)
     template_version: Mapped[str] = mapped_column(String(32))
+    # The ad platform it was written for, and once finished its fields with their counts (0007).
+    platform: Mapped[str] = mapped_column(String(16), default="generic", server_default="generic")
+    fields: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     model: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(64), default=BASE_VERSION)  # what wrote it (see ModelVersion)
     quantization: Mapped[str] = mapped_column(String(16))
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int | None] = mapped_column(Integer)
@@ -120,6 +135,8 @@ class Draft(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     stop_reason: Mapped[StopReason | None] = mapped_column(_str_enum(StopReason))  # see storage.lifecycle
+    language: Mapped[str | None] = mapped_column(String(8))  # what it was written in (generation/language.py)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # signals of the finished draft (generation/quality.py)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)  # queued → finished
@@ -312,3 +329,31 @@ class Delivery(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # what was delivered, e.g. "command", "button", "form"
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ModelVersion(Base):
+    """A trained adapter for the served model, with everything it came from.
+
+    Registered only once its folder is complete and verified; `adapter_sha256` is the adapter
+    file's, so a folder changed since can be told apart.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(String(255))
+    base_sha256: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(Text)
+    adapter_sha256: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    source_export: Mapped[dict[str, Any]] = mapped_column(JSON)  # folder, files and their sha256, rows
+    libraries: Mapped[dict[str, str]] = mapped_column(JSON)
+    wall_time_s: Mapped[float] = mapped_column(Float)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[VersionState] = mapped_column(_str_enum(VersionState), default=VersionState.CANDIDATE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

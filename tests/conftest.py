@@ -57,11 +57,13 @@ def repository(database: Database) -> Repository:
     return Repository(database)
 
 
-# Sampled drafts sometimes contain a run of digits that reads as a phone number; tests that are
-# not about the automatic checks must not depend on that luck (test_safety and test_moderation are).
-NO_AUTOMATIC_CHECKS = ModerationSettings(detect_personal_data=False, detect_prompt_leak=False)
+# Sampled drafts sometimes contain a run of digits that reads as a phone number, or a "best" that a
+# compliance rule holds; tests that are not about the automatic checks must not depend on that luck
+# (test_safety, test_moderation and test_compliance are).
+NO_AUTOMATIC_CHECKS = ModerationSettings(detect_personal_data=False, detect_prompt_leak=False, check_compliance=False)
 NO_AUTOMATIC_CHECKS_ENV = {"COPYDESK_MODERATION__DETECT_PERSONAL_DATA": "false",
-                           "COPYDESK_MODERATION__DETECT_PROMPT_LEAK": "false"}
+                           "COPYDESK_MODERATION__DETECT_PROMPT_LEAK": "false",
+                           "COPYDESK_MODERATION__CHECK_COMPLIANCE": "false"}
 
 
 @pytest.fixture

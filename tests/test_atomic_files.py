@@ -38,32 +38,49 @@ CHECKSUM_ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<rows>\d+|—) \| (?P<si
 
 
 def copydesk(folder: Path, *arguments: str) -> subprocess.Popen[bytes]:
-    """The command line as a process of its own, as a user starts it in `folder` (its database in ./data)."""
+    """The command line as a process of its own, as a user starts it in `folder` (its database in ./data).
+
+    Its output goes to a file, so that a full pipe never holds it back while the test watches the folder."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith("COPYDESK_")}
-    return subprocess.Popen(
-        [sys.executable, "-c", "from bot.cli import main; main(prog_name='copydesk')", *arguments], cwd=folder,
-        env=environ | {"PYTHONPATH": str(REPOSITORY)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with (folder / "output.log").open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from bot.cli import main; main(prog_name='copydesk')", *arguments], cwd=folder,
+            env=environ | {"PYTHONPATH": str(REPOSITORY)}, stdout=output, stderr=subprocess.STDOUT)
+
+
+def watch_for_writing(folder: Path, process: subprocess.Popen[bytes]) -> float | None:
+    """Seconds until the process's own first temporary file appears in `folder` or a folder in it (a killed
+    run's are named for its pid); None if it ended first."""
+    started, own = time.monotonic(), f"{PARTIAL}{process.pid}-"
+    while process.poll() is None:
+        if any(own in path.name for path in folder.glob("**/.*")):
+            return time.monotonic() - started
+        time.sleep(0.002)
+    return None
 
 
 def run_to_the_end(folder: Path, *arguments: str) -> tuple[float, float]:
-    """Run a command to its end: seconds to its first output (a progress bar: the work begins), and in all."""
+    """Run a command to its end: seconds until it began writing files, and in all."""
     started = time.monotonic()
     process = copydesk(folder, *arguments)
-    assert process.stdout is not None
-    first = process.stdout.read(1)
-    working = time.monotonic() - started
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, (first + output).decode()
-    return working, time.monotonic() - started
+    writing = watch_for_writing(folder, process)
+    process.wait(timeout=120)
+    assert process.returncode == 0, (folder / "output.log").read_text()
+    assert writing is not None, "the command wrote through temporary files"
+    return writing, time.monotonic() - started
 
 
-def kill_at(folder: Path, delay: float, *arguments: str) -> None:
+def kill_while_writing(folder: Path, after_s: float, *arguments: str) -> bool:
+    """SIGKILL the command `after_s` seconds after its first temporary file appeared; True if it was
+    killed (not already done by then)."""
     process = copydesk(folder, *arguments)
-    try:
-        process.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=120)
+    if watch_for_writing(folder, process) is not None:
+        try:
+            process.wait(timeout=after_s)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+    process.wait(timeout=120)
+    return process.returncode == -signal.SIGKILL
 
 
 def rows_in(path: Path) -> int:
@@ -109,23 +126,24 @@ def test_killed_exports_and_backups_leave_the_previous_result_or_a_whole_new_one
     rng = random.Random(20261201)
     export, backup = ("export", "--out", "dataset", "--progress"), ("backup", "backups/copydesk.sqlite3", "--force")
 
-    started_s, export_s = run_to_the_end(tmp_path, *export)  # kills before the progress bar would change nothing
+    writing_s, export_s = run_to_the_end(tmp_path, *export)  # kills before any file is written change nothing
     previous = complete_export(tmp_path / "dataset")
     assert sum(rows_in(tmp_path / "dataset" / f"raw-{split}.jsonl") for split in ("train", "test")) > DRAFTS / 2
-    killed_while_writing = 0
+    killed = 0
     for _ in range(KILLS["export"]):
-        kill_at(tmp_path, rng.uniform(started_s, export_s), *export)
+        killed += kill_while_writing(tmp_path, rng.uniform(0, 0.8) * (export_s - writing_s), *export)
         assert complete_export(tmp_path / "dataset") == previous, "the same drafts: the same files, whole"
-        killed_while_writing += bool(leftovers(tmp_path))
-    assert killed_while_writing, "at least one kill came while the export was writing its files"
+    assert killed, "at least one kill came while the export was writing its files"
 
-    _, backup_s = run_to_the_end(tmp_path, *backup)
+    writing_s, backup_s = run_to_the_end(tmp_path, *backup)
     complete_backup(tmp_path / "backups" / "copydesk.sqlite3")
+    killed = 0
     for _ in range(KILLS["backup"]):
-        kill_at(tmp_path, rng.uniform(started_s, backup_s), *backup)
+        killed += kill_while_writing(tmp_path, rng.uniform(0, 0.8) * (backup_s - writing_s), *backup)
         complete_backup(tmp_path / "backups" / "copydesk.sqlite3")
         assert [path.name for path in (tmp_path / "backups").iterdir() if PARTIAL not in path.name] == [
             "copydesk.sqlite3"]
+    assert killed, "at least one kill came while the backup was writing"
 
     run_to_the_end(tmp_path, *export)
     assert leftovers(tmp_path) == [], "the next run removes what a killed one left (a backup's: see below)"

@@ -92,7 +92,8 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
 
     assert tables == {
         "alembic_version", "drafts", "ratings", "improvements", "flags",
-        "moderation_actions", "moderators", "consents", "erasures", "deliveries", "variant_picks",
+        "moderation_actions", "moderators", "consents", "erasures", "deliveries", "model_versions",
+        "variant_picks",
     }
     assert differences == []
 

@@ -22,6 +22,7 @@ from bot.discord.export import export
 from bot.discord.privacy import privacy_group
 from bot.discord.review import post_for_review, review, status
 from bot.discord.tree import CommandTree
+from bot.discord.versions import models_group
 from bot.service import DraftService
 from generation import TASKS
 
@@ -38,7 +39,8 @@ class CopydeskBot(CopydeskClient):
                  exports: ExportSettings = ExportSettings(), **options: Any) -> None:
         super().__init__(service, moderation, exports, **options)
         self.tree = CommandTree(self)
-        for command in (*task_commands(TASKS.values()), summarize_message, review, status, privacy_group, export):
+        for command in (*task_commands(TASKS.values()), summarize_message, review, status, privacy_group, export,
+                        models_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:
@@ -117,7 +119,7 @@ async def run_bot(settings: Settings, token: str, **options: Any) -> None:
     """Load the model, open the database, and serve Discord until the bot is closed, cancelled or sent SIGTERM."""
     sharding = settings.discord.client_options()
     bot_class = ShardedCopydeskBot if sharding else CopydeskBot
-    async with (open_service(settings, serve_metrics=True) as service,
+    async with (open_service(settings, as_bot=True) as service,
                 bot_class(service, settings.moderation, settings.export, **sharding, **options) as bot):
         loop = asyncio.get_running_loop()
         stopping: list[asyncio.Task[None]] = []

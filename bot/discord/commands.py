@@ -59,16 +59,17 @@ def _task_command(task: Task, name: str) -> TaskCommand:
     # discord.py reads a command's options off its callback's signature: give it one per field, and
     # variants where the task offers them.
     interaction = inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Interaction)
-    options = [interaction, *map(_option, task.fields)]
-    descriptions = {field.name: _sentence(field.description) for field in task.fields}
+    options = (*task.fields, *task.options)
+    parameters = [interaction, *map(_option, options)]
+    descriptions = {field.name: _sentence(field.description) for field in options}
     if task.max_variants > 1:
-        options.append(inspect.Parameter("variants", inspect.Parameter.KEYWORD_ONLY,
-                                         annotation=Range[int, 1, task.max_variants], default=None))
+        parameters.append(inspect.Parameter("variants", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Range[int, 1, task.max_variants], default=None))
         descriptions["variants"] = _sentence(f"{VARIANTS_DESCRIPTION}, 1 to {task.max_variants}")
-    vars(draft)["__signature__"] = inspect.Signature(options)
+    vars(draft)["__signature__"] = inspect.Signature(parameters)
     app_commands.describe(**descriptions)(draft)
     app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
-                            for field in task.fields if field.choices})(draft)
+                            for field in options if field.choices})(draft)
     return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)
 
 

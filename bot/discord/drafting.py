@@ -26,6 +26,9 @@ from bot.discord.rendering import split_message, streaming_preview
 from bot.errors import MEMBER_ERRORS
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
+from generation.language import AUTO
+from generation.platforms import PlatformDraft, get_platform
+from generation.quality import quality_line
 from storage import Draft, DraftStatus
 
 log = logging.getLogger("copydesk.discord")
@@ -41,16 +44,16 @@ T = TypeVar("T")
 async def start_draft(interaction: Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
     """Check the input (instant: a mistake is answered before any "thinking…"), defer, store the draft,
     then stream it."""
-    fields = checked_inputs(task_name, inputs)
+    fields, options = checked_inputs(task_name, inputs)
     await interaction.response.defer(thinking=True)
-    await stream_new_draft(interaction, service_of(interaction).create_draft(member_of(interaction), task_name, fields))
+    await stream_new_draft(interaction, service_of(interaction).create_draft(member_of(interaction), task_name, fields,
+                                                                             language=options.get("language", AUTO)))
 
 
-def checked_inputs(task_name: str, inputs: Mapping[str, str | None]) -> dict[str, str]:
-    """The options a member gave, checked against the task's fields (a mistake raises InputError)."""
-    fields = {name: value for name, value in inputs.items() if value is not None}
-    get_task(task_name).validate(fields)
-    return fields
+def checked_inputs(task_name: str, inputs: Mapping[str, str | None]) -> tuple[dict[str, str], dict[str, str]]:
+    """The options a member gave, checked, as the task's inputs and the draft's options (its language);
+    a mistake raises InputError."""
+    return get_task(task_name).split({name: value for name, value in inputs.items() if value is not None})
 
 
 async def stream_new_draft(interaction: Interaction, creating: Awaitable[Draft]) -> None:
@@ -105,7 +108,8 @@ def feedback_view(draft_id: int) -> discord.ui.View:
 
 
 def draft_header(draft: Draft) -> str:
-    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization})"
+    """Which draft, of what, and the model version that wrote it."""
+    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) · version {draft.model_version}"
 
 
 def interrupted_notice(draft: Draft) -> str:
@@ -113,17 +117,31 @@ def interrupted_notice(draft: Draft) -> str:
     return f"{draft_header(draft)}\n⚠️ Interrupted — <@{draft.author_id}>, {INTERRUPTED_BY_RESTART}."
 
 
-def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...]) -> tuple[str, discord.File | None]:
+def final_message(draft: Draft, text: str, allowed_domains: tuple[str, ...],
+                  quality: Mapping[str, Any] | None = None,
+                  fields: PlatformDraft | None = None) -> tuple[str, discord.File | None]:
     """One message per draft, so a moderator's decision reaches all of it: a draft longer than a
     message shows its beginning (code fences closed, links shown for what they are) and comes whole,
-    as the model wrote it, as a `.md` file."""
+    as the model wrote it, as a `.md` file. A platform draft shows each field with its count. Its
+    quality signals (`quality`, else the stored ones) end it in one small line."""
     header = draft_header(draft)
-    # Room for the header, the note on the file, and a mention should it end up as a channel message.
-    chunks = split_message(shown(text, allowed_domains), limit=1800 - len(header))
+    if fields is not None:
+        text = platform_text(fields)
+    signals = quality if quality is not None else draft.quality
+    footer = f"\n-# {quality_line(signals)}" if signals else ""
+    # Room for the header, the footer, the note on the file, and a mention should it end up as a channel message.
+    chunks = split_message(shown(text, allowed_domains), limit=1800 - len(header) - len(footer))
     if len(chunks) == 1:
-        return f"{header}\n{chunks[0]}", None
+        return f"{header}\n{chunks[0]}{footer}", None
     attachment = discord.File(io.BytesIO(text.encode()), filename=f"draft-{draft.id}.md")
-    return f"{header}\n{chunks[0]}\n-# … the whole draft is in the attached file.", attachment
+    return f"{header}\n{chunks[0]}\n-# … the whole draft is in the attached file.{footer}", attachment
+
+
+def platform_text(fields: PlatformDraft) -> str:
+    """A platform draft as a member checks it: how it is counted, then `Headline 1 (27/30): …` a line."""
+    rule = get_platform(fields.platform).rule
+    verdict = "every field fits" if fields.fits else "⚠️ some fields do not fit: see below"
+    return "\n".join([f"-# {fields.platform} · counted as {rule.name} ({rule.source}) · {verdict}", *fields.lines()])
 
 
 class DraftMessage:
@@ -165,7 +183,7 @@ class DraftMessage:
         if progress.held:
             await self._send_final(f"{self._header}\n{HELD}", view=None)
         elif progress.status == DraftStatus.DONE:
-            await self._deliver(progress.text)
+            await self._deliver(progress.text, progress.quality, progress.fields)
         elif progress.status == DraftStatus.CANCELLED:
             await self._send_final(f"{self._header}\n*Cancelled.*", view=None)
         elif progress.status == DraftStatus.INTERRUPTED:
@@ -173,8 +191,9 @@ class DraftMessage:
         else:
             await self._send_final(f"{self._header}\n⚠️ This draft failed: {progress.error}", view=None)
 
-    async def _deliver(self, text: str) -> None:
-        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains)
+    async def _deliver(self, text: str, quality: Mapping[str, Any] | None, fields: PlatformDraft | None) -> None:
+        content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains, quality,
+                                            fields)
         await self._send_final(content, view=feedback_view(self._draft.id), files=[attachment] if attachment else [])
 
     async def _send_final(self, content: str, view: discord.ui.View | None, files: Sequence[discord.File] = ()) -> None:

@@ -1,7 +1,8 @@
 """Variants in Discord: the drafts of one request streamed together into one message, a "This one" under each.
 
 The message keeps to Discord's 2000 characters: each variant gets an equal share of it, shows its
-beginning when it is longer, and then comes whole as a `.md` file. Each finished variant has its own
+beginning when it is longer, and then comes whole as a `.md` file; a finished one ends with its quality
+signals, and a platform draft shows its fields with their counts. Each finished variant has its own
 row of buttons, in its order: ✅ This one (the member's pick over the others, a preference pair in the
 dpo export), 👍, 👎, Improve, Flag. While they are written, Cancel stops them all. The message is
 drawn from the stored drafts when they are done, and again when a moderator decides on one of them.
@@ -19,13 +20,16 @@ import discord
 
 from bot.discord.components import Button
 from bot.discord.context import Interaction, member_of, service_of
-from bot.discord.drafting import HELD, DraftMessage, checked_inputs, created
+from bot.discord.drafting import HELD, DraftMessage, checked_inputs, created, platform_text
 from bot.discord.errors import DraftFailed, in_time, tell
 from bot.discord.feedback import FlagButton, ImproveButton, RateButton
 from bot.discord.model_text import shown
 from bot.discord.rendering import split_message, streaming_preview
 from bot.service import INTERRUPTED_BY_RESTART, DraftProgress
 from generation import get_task
+from generation.language import AUTO
+from generation.platforms import PlatformDraft
+from generation.quality import quality_line
 from generation.safety import redact_code_words
 from storage import Draft, DraftStatus
 
@@ -59,10 +63,11 @@ class PickButton(Button, template=r"copydesk:pick:(?P<draft>\d{1,18})"):
 async def start_variants(interaction: Interaction, task_name: str, inputs: Mapping[str, str | None],
                          count: int) -> None:
     """As `start_draft`, for `count` variants of one request: every mistake is answered before "thinking…"."""
-    fields = checked_inputs(task_name, inputs)
+    fields, options = checked_inputs(task_name, inputs)
     get_task(task_name).check_variants(count)
     await interaction.response.defer(thinking=True)
-    creating = service_of(interaction).create_variants(member_of(interaction), task_name, fields, count)
+    creating = service_of(interaction).create_variants(member_of(interaction), task_name, fields, count,
+                                                       language=options.get("language", AUTO))
     with interaction.client.drafting():
         await stream_variants(interaction, await created(interaction, creating))
 
@@ -109,7 +114,8 @@ class VariantsMessage(DraftMessage):
 def variants_header(drafts: Sequence[Draft]) -> str:
     first = drafts[0]
     return (f"-# {len(drafts)} variants · drafts #{first.id}–#{drafts[-1].id} · {first.task} · "
-            f"{first.model} ({first.quantization}) · pick the one you like best: ✅ This one")
+            f"{first.model} ({first.quantization}) · version {first.model_version} · "
+            "pick the one you like best: ✅ This one")
 
 
 def streaming_content(drafts: Sequence[Draft], snapshot: Sequence[DraftProgress],
@@ -149,9 +155,12 @@ def final_content(drafts: Sequence[Draft], allowed_domains: tuple[str, ...]
         elif draft.status != DraftStatus.DONE:
             blocks.append(f"{title}\n{_ended(draft.status, draft.error)}")
         else:
-            text = redact_code_words(draft.output, draft.system_prompt)  # a no-op unless a moderator released it
-            body, whole = _fitted(draft, shown(text, allowed_domains), room - len(title) - 1)
-            blocks.append(f"{title}\n{body}")
+            fields = PlatformDraft.from_json(draft.platform, draft.fields) if draft.fields else None
+            written = platform_text(fields) if fields else draft.output  # a platform draft's fields with their counts
+            text = redact_code_words(written, draft.system_prompt)  # a no-op unless a moderator released it
+            footer = f"\n-# {quality_line(draft.quality)}" if draft.quality else ""
+            body, whole = _fitted(draft, shown(text, allowed_domains), room - len(title) - 1 - len(footer))
+            blocks.append(f"{title}\n{body}{footer}")
             if whole:
                 files.append(discord.File(io.BytesIO(text.encode()), filename=_file_name(draft)))
             for item in (PickButton(draft.id, place), RateButton(draft.id, True), RateButton(draft.id, False),

@@ -11,6 +11,7 @@ from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
 from storage.repository.privacy import PrivacyRepository
 from storage.repository.variants import VariantsRepository
+from storage.repository.versions import VersionsRepository
 
 
 class Repository(
@@ -22,6 +23,7 @@ class Repository(
     ExportReadsRepository,
     DeliveriesRepository,
     VariantsRepository,
+    VersionsRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 

@@ -10,7 +10,7 @@ from sqlalchemy import Update, delete, select, update
 
 from storage.errors import DraftNotFound
 from storage.lifecycle import ACTIVE, STOPPED_AS, DraftStatus, StopReason, check, sources
-from storage.models import Draft, utcnow
+from storage.models import BASE_VERSION, Draft, utcnow
 from storage.repository.base import RepositoryBase, require_draft, rowcount
 
 
@@ -25,6 +25,7 @@ class DraftsRepository(RepositoryBase):
         system_prompt: str,
         user_prompt: str,
         template_version: str,
+        platform: str = "generic",
         model: str,
         quantization: str,
         sampling: dict[str, Any],
@@ -33,6 +34,8 @@ class DraftsRepository(RepositoryBase):
         guild_id: str | None = None,
         channel_id: str | None = None,
         parent_id: int | None = None,
+        model_version: str = BASE_VERSION,
+        language: str | None = None,
     ) -> Draft:
         """Record a request as queued, before any generation starts."""
         draft = Draft(
@@ -41,7 +44,9 @@ class DraftsRepository(RepositoryBase):
             system_prompt=system_prompt,
             user_prompt=user_prompt,
             template_version=template_version,
+            platform=platform,
             model=model,
+            model_version=model_version,
             quantization=quantization,
             sampling=sampling,
             seed=seed,
@@ -49,6 +54,7 @@ class DraftsRepository(RepositoryBase):
             guild_id=guild_id,
             channel_id=channel_id,
             parent_id=parent_id,
+            language=language,
             status=DraftStatus.QUEUED,
             output="",
             created_at=utcnow(),
@@ -77,15 +83,20 @@ class DraftsRepository(RepositoryBase):
         completion_tokens: int,
         latency_ms: int,
         ttft_ms: int | None,
+        quality: dict[str, Any] | None = None,
+        fields: list[dict[str, Any]] | None = None,
     ) -> bool:
+        """Store the finished draft; a platform draft with its fields (generation.platforms' JSON)."""
         return await self._move(
             draft_id,
             DraftStatus.DONE,
             output=output,
+            fields=fields,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
+            quality=quality,
             finished_at=utcnow(),
         )
 
