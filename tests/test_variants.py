@@ -22,9 +22,11 @@ from bot.config import ExportSettings, ModerationSettings, PrivacySettings
 from bot.console import Console
 from bot.discord.client import CopydeskBot
 from bot.discord.drafting import HELD
+from bot.discord.variants import final_content
 from bot.service import DraftService, Member, Policy
 from conftest import rows
 from generation import InputError, get_task
+from generation.quality import quality_line, quality_signals
 from storage import Draft, DraftStatus, Repository
 from support.discord_harness import DEFERRED, EPHEMERAL, finished, start_bot, stop_bot
 from support.fake_discord import FakeDiscord
@@ -243,3 +245,19 @@ async def test_held_variants_stay_hidden_and_a_moderators_release_redraws_only_t
         assert second.variant_group == first.id
     finally:
         await stop_bot(bot, task)
+
+
+async def test_variants_keep_the_requests_language_and_show_their_version_and_quality(
+    service: DraftService, repository: Repository
+) -> None:
+    drafts = await service.create_variants(Member("alice"), "ad", AD, 2, language="fr")
+    assert [draft.language for draft in drafts] == ["fr", "fr"], "every variant is written in the language asked for"
+    assert all(draft.user_prompt.endswith("Write it in French.") for draft in drafts)
+    signals = quality_signals("Une lanterne pour la nuit.", "fr", 50, ())
+    for draft in drafts:
+        await repository.finish_draft(draft.id, output="Une lanterne pour la nuit.", prompt_tokens=1,
+                                      completion_tokens=6, latency_ms=1, ttft_ms=1, quality=signals)
+
+    content, _, _ = final_content(await service.variants_of(drafts[0]), ())
+    assert f"· version {drafts[0].model_version} ·" in content.splitlines()[0]
+    assert content.count(f"-# {quality_line(signals)}") == 2, "each variant ends with its quality signals"
