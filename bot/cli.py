@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from bot.app import open_service
 from bot.config import ConfigError, Settings, load_settings
-from bot.console import Console
+from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
 from bot.service import DraftProgress, Member
 from bot.stats import stats_title, version_table
 from bot.versions import ModelVersions
-from generation import TASKS, Field, GenerationError, Task, get_task
+from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, get_task
 from generation.compliance import RulesError, load_rules
 from generation.compliance import check as compliance_check
 from generation.language import AUTO, LANGUAGES
@@ -151,10 +151,14 @@ def draft() -> None:
 
 def _draft_command(task: Task) -> click.Command:
     @click.pass_context
-    def command(context: click.Context, user: str, as_json: bool, **fields: str | None) -> None:
+    def command(context: click.Context, user: str, as_json: bool, variants: int = 1, **fields: str | None) -> None:
         settings = _settings(context)
         inputs = {name: value for name, value in fields.items() if value is not None}
-        if _run(_one_shot(settings, task.name, inputs, Member(f"cli:{user}"), as_json)) != DraftStatus.DONE:
+        member = Member(f"cli:{user}")
+        if variants != 1:
+            if not _run(_variants(settings, task.name, inputs, member, variants, as_json)):
+                context.exit(1)
+        elif _run(_one_shot(settings, task.name, inputs, member, as_json)) != DraftStatus.DONE:
             context.exit(1)
 
     params: list[click.Parameter] = [
@@ -164,6 +168,9 @@ def _draft_command(task: Task) -> click.Command:
                                help="Who the draft belongs to."))
     params.append(click.Option(["--json", "as_json"], is_flag=True,
                                help="Print the finished draft as JSON (a platform draft: its fields and their counts)."))
+    if task.max_variants > 1:
+        params.append(click.Option(["--variants"], type=int, default=1, show_default=True,
+                                   help=f"{VARIANTS_DESCRIPTION.capitalize()}, 1 to {task.max_variants}."))
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
 
@@ -194,6 +201,28 @@ async def _one_shot(settings: Settings, task_name: str, inputs: dict[str, str], 
         message = f"draft #{created.id} {progress.status}"
         click.echo(message + (f": {progress.error}" if progress.error else ""), err=True)
         return progress.status
+
+
+async def _variants(settings: Settings, task_name: str, inputs: dict[str, str], member: Member, count: int,
+                    as_json: bool = False) -> bool:
+    """Write `count` variants together and print them one after the other (as a JSON list with --json); True
+    when all were finished."""
+    task = get_task(task_name)
+    fields, options = task.split(inputs)  # fail before spending seconds on loading the model
+    task.check_variants(count)
+    async with open_service(settings) as service:
+        drafts = await service.create_variants(member, task_name, fields, count, language=options.get("language", AUTO))
+        snapshot: tuple[DraftProgress, ...] = ()
+        async for snapshot in service.generate_together([draft.id for draft in drafts]):
+            pass
+        if as_json:
+            shown = [_draft_json(draft.id, draft.platform, progress) for draft, progress in zip(drafts, snapshot, strict=True)]
+            click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+        else:
+            click.echo("\n".join(variant_lines(drafts, snapshot)))
+        statuses = ", ".join(f"#{draft.id} {progress.status}" for draft, progress in zip(drafts, snapshot, strict=True))
+        click.echo(f"variants {statuses}", err=True)
+        return all(progress.status == DraftStatus.DONE for progress in snapshot)
 
 
 class _CheckFailed(click.ClickException):

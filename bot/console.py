@@ -23,6 +23,7 @@ ReadLine = Callable[[str], Awaitable[str | None]]
 FEEDBACK_HELP = """\
 /rate up|down [#id]   /regenerate [#id]   /improve [#id] [text:"…"]   /flag [#id] reason:"…"
 /list [n]   /show [#id]   /privacy [show|allow|deny|delete]   /help   /quit
+A draft command with variants:2…4 writes that many side by side; /pick #id chooses the one you prefer.
 
 A command without #id acts on the last draft shown. Ctrl-C while a draft streams cancels it."""
 PREVIEW_CHARS = 60
@@ -61,9 +62,15 @@ class Console:
     async def _dispatch(self, words: list[str]) -> bool:
         task = _match_task(words)
         if task is not None:
-            fields, options = task.split(_fields(words[len(task.command.split()):]))
-            await self._stream(await self._service.create_draft(self._member, task.name, fields,
-                                                                language=options.get("language", AUTO)))
+            values = _fields(words[len(task.command.split()):])
+            count = _count(values.pop("variants", "1"))
+            fields, options = task.split(values)
+            language = options.get("language", AUTO)
+            if count == 1:
+                await self._stream(await self._service.create_draft(self._member, task.name, fields, language=language))
+            else:
+                await self._stream_variants(await self._service.create_variants(self._member, task.name, fields, count,
+                                                                                language=language))
             return True
         command, args = words[0], words[1:]
         if command in ("/quit", "/exit"):
@@ -76,6 +83,9 @@ class Console:
             self._show(await self._service.get(self._target(args)))
         elif command == "/rate":
             await self._rate(args)
+        elif command == "/pick":
+            place, count = await self._service.pick(self._member, self._target(args))
+            self._say(f"picked variant {place} of {count} — the others stay as alternatives")
         elif command == "/regenerate":
             await self._stream(await self._service.regenerate(self._member, self._target(args)))
         elif command == "/improve":
@@ -164,6 +174,23 @@ class Console:
         else:
             self._say(f"── draft #{draft.id} failed: {progress.error} ──")
 
+    async def _stream_variants(self, drafts: list[Draft]) -> None:
+        """Write the variants together, then print them one after the other (streams cannot share a terminal)."""
+        self._last_draft = drafts[0].id
+        self._say(f"── {len(drafts)} variants · drafts #{drafts[0].id}–#{drafts[-1].id} · {drafts[0].task} · "
+                  "writing them together ──")
+        snapshot: tuple[DraftProgress, ...] = ()
+        loop = asyncio.get_running_loop()
+        cancel_on_ctrl_c = _install_sigint(loop, lambda: [self._service.cancel(draft.id) for draft in drafts])
+        try:
+            async for snapshot in self._service.generate_together([draft.id for draft in drafts]):
+                pass
+        finally:
+            if cancel_on_ctrl_c:
+                loop.remove_signal_handler(signal.SIGINT)
+        self._say("\n".join(variant_lines(drafts, snapshot)))
+        self._say("── /pick #id chooses one · /rate, /improve, /flag take #id too ──")
+
     def _list(self, drafts: list[Draft]) -> None:
         if not drafts:
             self._say("no drafts yet — try /draft ad product:\"…\" audience:\"…\"")
@@ -213,6 +240,27 @@ def _fields(words: list[str]) -> dict[str, str]:
             raise InputError(f"expected name:\"value\", got {word!r}")
         fields[name] = value
     return fields
+
+
+def _count(value: str) -> int:
+    """The variants a console command asks for (checked against the catalogue's range by the service)."""
+    if not value.strip().isdigit():
+        raise InputError(f"variants is a whole number, such as variants:3, not {value!r}")
+    return int(value)
+
+
+def variant_lines(drafts: list[Draft], snapshot: tuple[DraftProgress, ...]) -> list[str]:
+    """Finished variants as a terminal shows them: each under its own heading, a held one without its text."""
+    lines = []
+    for place, (draft, progress) in enumerate(zip(drafts, snapshot, strict=True), 1):
+        lines.append(f"── variant {place} · draft #{draft.id} · {progress.status} ──")
+        if progress.held:
+            lines.append("(held for a moderator's review; its text is not shown)")
+        elif progress.error:
+            lines.append(f"({progress.error})")
+        else:
+            lines.append(progress.text.strip())
+    return lines
 
 
 def _install_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> bool:

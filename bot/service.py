@@ -15,7 +15,7 @@ import math
 import resource
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -228,6 +228,70 @@ class DraftService:
         """Validate and store the request; the row exists before any token is generated.
 
         `language`: a code of generation/language.py, or "auto" for the server's setting, else the request's."""
+        [draft] = await self._create(member, task_name, inputs, count=1, parent_id=parent_id, language=language)
+        return draft
+
+    # --- variants: several drafts for one request, written together, one picked ---
+
+    async def create_variants(
+        self, member: Member, task_name: str, inputs: Mapping[str, str], count: int, *, language: str = AUTO
+    ) -> list[Draft]:
+        """`count` drafts of one request (1 is a plain draft), stored together before any is generated; the
+        member's limits count them as one request. Run them with generate_together."""
+        return await self._create(member, task_name, inputs, count=get_task(task_name).check_variants(count),
+                                  language=language)
+
+    async def generate_together(self, draft_ids: Sequence[int]) -> AsyncGenerator[tuple[DraftProgress, ...], None]:
+        """Run queued drafts at once (the engine batches concurrent streams), yielding every draft's latest step
+        each time one of them moves. Each draft's row follows its steps as in generate; closing this stops them all."""
+        latest = [DraftProgress(draft_id, "", DraftStatus.QUEUED) for draft_id in draft_ids]
+        steps: asyncio.Queue[tuple[int, DraftProgress | None]] = asyncio.Queue()
+
+        async def follow(index: int, draft_id: int) -> None:
+            try:
+                async with aclosing(self.generate(draft_id)) as progress:
+                    async for step in progress:
+                        steps.put_nowait((index, step))
+            finally:
+                steps.put_nowait((index, None))  # this one ended, however
+
+        followers = [asyncio.create_task(follow(index, draft_id)) for index, draft_id in enumerate(draft_ids)]
+        try:
+            running = len(followers)
+            while running:
+                index, step = await steps.get()
+                if step is None:
+                    running -= 1
+                    continue
+                latest[index] = step
+                yield tuple(latest)
+            for follower in followers:
+                follower.result()  # a failure of any, once all ended
+        finally:
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+
+    async def pick(self, member: Member, draft_id: int) -> tuple[int, int]:
+        """A member prefers this variant over the others shown with it; picking again changes their pick.
+        Returns its place among them and how many there are."""
+        draft = await self._finished(member, draft_id)
+        if draft.variant_group is None:
+            raise ServiceError(f"draft #{draft_id} was written alone: there is nothing to pick it over")
+        await self._repository.pick_variant(draft_id, member.id)
+        variants = [variant.id for variant in await self._repository.variants_of(draft.variant_group)]
+        return variants.index(draft_id) + 1, len(variants)
+
+    async def variants_of(self, draft: Draft) -> list[Draft]:
+        """The drafts shown together with this one, itself included, in their order; just it if it was alone."""
+        return await self._repository.variants_of(draft.variant_group) if draft.variant_group else [draft]
+
+    # --- end of variants ---
+
+    async def _create(
+        self, member: Member, task_name: str, inputs: Mapping[str, str], *, count: int, parent_id: int | None = None,
+        language: str,
+    ) -> list[Draft]:
         task = get_task(task_name)
         prompt = task.render(inputs)
         request = " ".join(inputs.get(spec.name) or "" for spec in task.fields if not spec.choices)  # what the member wrote
@@ -243,7 +307,7 @@ class DraftService:
                 self.metrics.refused()
                 raise
             values = task.validate(inputs)
-            return await self._repository.create_draft(
+            fields: dict[str, Any] = dict(
                 task=task.name,
                 inputs=values,
                 system_prompt=prompt.system,
@@ -261,6 +325,9 @@ class DraftService:
                 parent_id=parent_id,
                 language=written_in,
             )
+            if count == 1:
+                return [await self._repository.create_draft(**fields)]
+            return await self._repository.create_variants(count, **fields)
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
         """A new draft for the same request; it points at the original so exports can compare them."""
@@ -432,11 +499,13 @@ class DraftService:
         return await self._repository.claim_delivery(delivery_id, kind)
 
     async def withdraw(self, member: Member, draft_id: int, *, as_moderator: bool = False) -> None:
-        """A member stops their own draft while it waits or streams; a moderator may stop any."""
+        """A member stops their own draft while it waits or streams (and the variants asked for with it); a
+        moderator may stop any."""
         draft = await self._for_member(member, draft_id)
         if draft.author_id != member.id and not as_moderator:
             raise ServiceError("only the member who asked for this draft can cancel it")
-        if not self.cancel(draft_id):
+        stopped = [self.cancel(variant.id) for variant in await self.variants_of(draft)]  # variants stop together
+        if not any(stopped):
             raise ServiceError(f"draft #{draft_id} is not being written any more")
 
     def cancel(self, draft_id: int) -> bool:

@@ -1,6 +1,6 @@
 """Generation: the task catalogue, model resolution and the engines. Knows nothing of Discord or SQL."""
 
-from generation.catalogue import TASKS, Field, Prompt, Task, get_task
+from generation.catalogue import MAX_VARIANTS, TASKS, VARIANTS_DESCRIPTION, Field, Prompt, Task, get_task
 from generation.engine import Engine, EngineConfig, LocalEngine, ModelInfo, StreamUpdate
 from generation.errors import (
     GenerationCancelled,
@@ -16,4 +16,5 @@ __all__ = [
     "TASKS", "Engine", "EngineConfig", "EngineLoad", "Field", "GenerationCancelled", "GenerationError", "InputError", "LocalEngine",
     "ModelInfo", "ModelNotFound", "ModelSource", "Prompt", "Sampling", "StreamUpdate", "Task", "get_task",
     "resolve_model",
+    "MAX_VARIANTS", "VARIANTS_DESCRIPTION",
 ]

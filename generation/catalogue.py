@@ -31,6 +31,12 @@ class Field:
     recorded_default: bool = True
 
 
+# Variants: the most drafts any task lets one request ask for at once (a Discord message has room, and
+# rows of buttons, for four).
+MAX_VARIANTS = 4
+VARIANTS_DESCRIPTION = "how many drafts to write at once, to pick the best"
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -46,6 +52,20 @@ class Task:
     # Choices about the draft that are not part of the template (its language): on the same commands,
     # recorded in their own columns rather than in the inputs.
     options: tuple[Field, ...] = ()
+    max_variants: int = 1  # drafts one request may ask for at once, written in one batch; 1: no variants
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_variants <= MAX_VARIANTS:
+            raise ValueError(f"{self.command}: max_variants is 1 to {MAX_VARIANTS}, not {self.max_variants}")
+
+    def check_variants(self, count: int) -> int:
+        """The number of variants a request asks for, if this task offers it (1 is a single draft)."""
+        if self.max_variants == 1 and count != 1:
+            raise InputError(f"{self.command} writes one draft at a time; it takes no variants")
+        if not 1 <= count <= self.max_variants:
+            raise InputError(f"variants must be between 1 and {self.max_variants} (got {count}); "
+                             "1 writes a single draft, more write that many side by side to pick from")
+        return count
 
     def split(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """A front-end's values as the template's inputs and the draft's options, both checked."""
@@ -108,6 +128,7 @@ TONES = ("friendly", "professional", "playful", "bold", "luxurious")
 LANGUAGE = Field("language", "the language to write in (auto: the server's, else the request's)", max_chars=8,
                  required=False, default=AUTO, choices=(AUTO, *LANGUAGES))
 
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
@@ -132,6 +153,7 @@ TASKS: dict[str, Task] = {
             target_words=50,
             options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=120, temperature=0.8, top_p=0.9, top_k=50),
+            max_variants=MAX_VARIANTS,
         ),
         Task(
             name="blog",
@@ -155,6 +177,7 @@ TASKS: dict[str, Task] = {
             target_words=300,
             options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=400, temperature=0.7, top_p=0.9, top_k=50),
+            max_variants=MAX_VARIANTS,
         ),
         Task(
             name="summary",
@@ -174,6 +197,7 @@ TASKS: dict[str, Task] = {
             target_words=80,
             options=(LANGUAGE,),
             sampling=Sampling(max_new_tokens=160, temperature=0.3, top_p=0.9, top_k=40),
+            max_variants=MAX_VARIANTS,
         ),
     )
 }

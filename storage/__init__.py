@@ -33,6 +33,7 @@ from storage.models import (
     ModerationAction,
     Moderator,
     Rating,
+    VariantPick,
     VersionState,
 )
 from storage.pseudonyms import member_hash, pseudonym
@@ -79,6 +80,7 @@ __all__ = [
     "StopReason",
     "StorageError",
     "TRANSITIONS",
+    "VariantPick",
     "backup_database",
     "clean_text",
     "export_rows",

@@ -161,20 +161,37 @@ class Dpo(ExportFormat):
     name = "dpo"
     help = "chosen/rejected pairs"
     row_shape = '`{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant], "metadata": {…}}`'
-    how_chosen = ("an improved version (chosen) over the draft it improves (rejected); and per request, the\n"
-                  "  best- over the worst-rated of its drafts (regenerations), when their ratings differ.")
+    how_chosen = ("an improved version (chosen) over the draft it improves (rejected); per request, the\n"
+                  "  best- over the worst-rated of its drafts (regenerations), when their ratings differ; and the\n"
+                  "  variant members picked most (chosen) over each variant shown with it that fewer picked.")
 
     def rows(self, group: Sequence[FeedbackRecord], rules: RowRules) -> Iterator[Row]:
-        """Preference pairs within one request: improvement over original, best- over worst-rated regeneration."""
+        """Preference pairs within one request: improvement over original, best- over worst-rated regeneration,
+        picked variant over each other variant."""
         for record in group:
             for text in record.improvements:
                 yield self._pair(record, chosen=text, rejected=record.output, source="improvement")
+        yield from self._variant_pairs(group)
         rated = [record for record in group if rules.rated(record) and record.score is not None]
         if len(rated) >= 2:
             best = max(rated, key=lambda record: (record.score, -record.id))
             worst = min(rated, key=lambda record: (record.score, record.id))
             if best.score != worst.score:
                 yield self._pair(best, chosen=best.output, rejected=worst.output, source="regeneration")
+
+    def _variant_pairs(self, group: Sequence[FeedbackRecord]) -> Iterator[Row]:
+        """The most-picked variant of each variant group over every variant of the group picked less."""
+        variant_groups: dict[int, list[FeedbackRecord]] = {}
+        for record in group:
+            if record.variant_group is not None:
+                variant_groups.setdefault(record.variant_group, []).append(record)
+        for variants in variant_groups.values():
+            most = max(record.picks for record in variants)
+            if not most:
+                continue  # nobody picked: no preference to learn from
+            for chosen in (record for record in variants if record.picks == most):
+                for rejected in (record for record in variants if record.picks < most):
+                    yield self._pair(chosen, chosen=chosen.output, rejected=rejected.output, source="variant pick")
 
     @staticmethod
     def _pair(record: FeedbackRecord, *, chosen: str, rejected: str, source: str) -> Row:
@@ -231,6 +248,7 @@ class Raw(ExportFormat):
         ("created_at", pa.timestamp("us", tz="UTC")), ("ups", pa.int64()), ("downs", pa.int64()),
         ("improvements", pa.list_(pa.string())), ("author", pa.string()), ("language", pa.string()),
         ("quality", pa.string()),  # the quality signals as JSON text, so new signals need no new schema
+        ("variant_group", pa.int64()), ("picks", pa.int64()),
     ])
 
     def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:

@@ -76,6 +76,8 @@ class FeedbackRecord:
     quality: dict[str, Any] | None = None  # the finished draft's quality signals
     platform: str = "generic"  # the ad platform it was written for, and its fields (see drafts.fields)
     fields: list[dict[str, Any]] | None = None
+    variant_group: int | None = None  # shown beside other variants of its request: see storage.models.VariantPick
+    picks: int = 0  # members who picked it over the other variants of its group
 
     @property
     def request_id(self) -> int:
@@ -101,6 +103,7 @@ class FeedbackRecord:
         downs: int,
         improvements: Iterable[Improvement],
         author: str | None = None,
+        picks: int = 0,
     ) -> FeedbackRecord:
         """`improvements`: those whose writers allow training use."""
         return cls(
@@ -126,4 +129,6 @@ class FeedbackRecord:
             quality=draft.quality,
             platform=draft.platform,
             fields=draft.fields,
+            variant_group=draft.variant_group,
+            picks=picks,
         )

@@ -113,6 +113,9 @@ class Draft(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("drafts.id", ondelete="SET NULL"), index=True
     )
+    # Variants: the drafts one request asked for together share the first one's id here (see VariantPick);
+    # a group key, not a foreign key, so adding it needs no table rebuild. None for a draft asked for alone.
+    variant_group: Mapped[int | None] = mapped_column(Integer, index=True)
     task: Mapped[str] = mapped_column(String(32))
     inputs: Mapped[dict[str, str]] = mapped_column(JSON)
     system_prompt: Mapped[str] = mapped_column(Text)
@@ -205,6 +208,24 @@ class Rating(Base):
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
     member_id: Mapped[str] = mapped_column(String(64))
     value: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VariantPick(Base):
+    """A member's choice of one variant over the others shown with it: one per member per group, changeable.
+
+    `group_id` is the drafts' `variant_group`; the export makes the picked draft the chosen answer of a
+    preference pair against each other variant.
+    """
+
+    __tablename__ = "variant_picks"
+    __table_args__ = (UniqueConstraint("group_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    member_id: Mapped[str] = mapped_column(String(64))
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

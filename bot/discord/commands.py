@@ -3,7 +3,8 @@
 Each task's catalogue entry gives its command (`Task.command`: "/draft ad" is subcommand "ad" of
 group "draft", "/summarize" a command of its own) and its options: names, descriptions, lengths,
 choices, whether required. So a new task is a new command, and Discord's form enforces the same
-rules as the service (which checks them again: a client can send anything).
+rules as the service (which checks them again: a client can send anything). A task that offers
+variants (`Task.max_variants`) also takes `variants`: that many drafts side by side (`bot.discord.variants`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from discord.app_commands import Choice, Range
 
 from bot.discord.context import Interaction
 from bot.discord.drafting import start_draft
-from generation import Field, Task
+from bot.discord.variants import start_variants
+from generation import VARIANTS_DESCRIPTION, Field, Task
 
 # Groups are Discord's, not the catalogue's: a new group without an entry here is described by its first task.
 GROUP_DESCRIPTIONS = {"draft": "Draft marketing copy", "write": "Write longer content"}
@@ -48,14 +50,24 @@ def task_commands(tasks: Iterable[Task]) -> list[TaskCommand | app_commands.Grou
 
 
 def _task_command(task: Task, name: str) -> TaskCommand:
-    async def draft(interaction: Interaction, **inputs: str | None) -> None:
-        await start_draft(interaction, task.name, inputs)
+    async def draft(interaction: Interaction, variants: int | None = None, **inputs: str | None) -> None:
+        if variants is None or variants == 1:
+            await start_draft(interaction, task.name, inputs)
+        else:
+            await start_variants(interaction, task.name, inputs, variants)
 
-    # discord.py reads a command's options off its callback's signature: give it one per field.
+    # discord.py reads a command's options off its callback's signature: give it one per field, and
+    # variants where the task offers them.
     interaction = inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Interaction)
     options = (*task.fields, *task.options)
-    vars(draft)["__signature__"] = inspect.Signature([interaction, *map(_option, options)])
-    app_commands.describe(**{field.name: _sentence(field.description) for field in options})(draft)
+    parameters = [interaction, *map(_option, options)]
+    descriptions = {field.name: _sentence(field.description) for field in options}
+    if task.max_variants > 1:
+        parameters.append(inspect.Parameter("variants", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Range[int, 1, task.max_variants], default=None))
+        descriptions["variants"] = _sentence(f"{VARIANTS_DESCRIPTION}, 1 to {task.max_variants}")
+    vars(draft)["__signature__"] = inspect.Signature(parameters)
+    app_commands.describe(**descriptions)(draft)
     app_commands.choices(**{field.name: [Choice(name=value, value=value) for value in field.choices]
                             for field in options if field.choices})(draft)
     return app_commands.Command(name=name, description=_sentence(task.description), callback=draft)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from contextlib import aclosing
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 
@@ -38,27 +38,38 @@ TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
 EXPIRED_TOKEN = 50027
 NO_MENTIONS = discord.AllowedMentions.none()
 HELD = "⏸️ This draft is waiting for a moderator's review before it can be shown."
+T = TypeVar("T")
 
 
 async def start_draft(interaction: Interaction, task_name: str, inputs: Mapping[str, str | None]) -> None:
     """Check the input (instant: a mistake is answered before any "thinking…"), defer, store the draft,
     then stream it."""
-    fields, options = get_task(task_name).split({name: value for name, value in inputs.items() if value is not None})
+    fields, options = checked_inputs(task_name, inputs)
     await interaction.response.defer(thinking=True)
     await stream_new_draft(interaction, service_of(interaction).create_draft(member_of(interaction), task_name, fields,
                                                                              language=options.get("language", AUTO)))
 
 
+def checked_inputs(task_name: str, inputs: Mapping[str, str | None]) -> tuple[dict[str, str], dict[str, str]]:
+    """The options a member gave, checked, as the task's inputs and the draft's options (its language);
+    a mistake raises InputError."""
+    return get_task(task_name).split({name: value for name, value in inputs.items() if value is not None})
+
+
 async def stream_new_draft(interaction: Interaction, creating: Awaitable[Draft]) -> None:
-    """After a "thinking…" defer: store the draft and stream it, or, if the member is over a limit
-    (or the like), take the "thinking…" message back before the error is reported."""
+    """After a "thinking…" defer: store the draft and stream it."""
     with interaction.client.drafting():
-        try:
-            draft = await creating
-        except MEMBER_ERRORS:
-            await interaction.delete_original_response()
-            raise
-        await stream_draft(interaction, draft)
+        await stream_draft(interaction, await created(interaction, creating))
+
+
+async def created(interaction: Interaction, creating: Awaitable[T]) -> T:
+    """After a "thinking…" defer: what the service stored, or, if the member is over a limit (or the like),
+    the "thinking…" message taken back before the error is reported."""
+    try:
+        return await creating
+    except MEMBER_ERRORS:
+        await interaction.delete_original_response()
+        raise
 
 
 async def stream_draft(interaction: Interaction, draft: Draft) -> None:
@@ -155,6 +166,10 @@ class DraftMessage:
             content = streaming_preview(text, self._header)
         else:
             return
+        await self._edit_streaming(content)
+
+    async def _edit_streaming(self, content: str) -> None:
+        """Show a streaming step, unless it shows nothing new or the last edit was too recent."""
         if content == self._shown or time.monotonic() - self._last_edit < EDIT_INTERVAL_S:
             return
         self._last_edit = time.monotonic()
@@ -179,17 +194,22 @@ class DraftMessage:
     async def _deliver(self, text: str, quality: Mapping[str, Any] | None, fields: PlatformDraft | None) -> None:
         content, attachment = final_message(self._draft, text, self._interaction.client.links_allowed_domains, quality,
                                             fields)
-        await self._send_final(content, view=feedback_view(self._draft.id), file=attachment)
+        await self._send_final(content, view=feedback_view(self._draft.id), files=[attachment] if attachment else [])
 
-    async def _send_final(self, content: str, view: discord.ui.View | None, file: discord.File | None = None) -> None:
+    async def _send_final(self, content: str, view: discord.ui.View | None, files: Sequence[discord.File] = ()) -> None:
         """Replace the streaming reply with the final one, and remember where it is for moderators."""
-        edit = edit_original(self._interaction, content=content, view=view,
-                             attachments=[file] if file else discord.utils.MISSING)
+        edit = edit_original(self._interaction, content=content, view=view, attachments=files or discord.utils.MISSING)
         message = await self._via_token(edit)
         if message is None:
-            message = await self._channel_message(content, view=view, file=file)
+            message = await self._channel_message(content, view=view, files=files)
             await self._delete_reply()
-        await service_of(self._interaction).record_message(self._draft.id, str(message.channel.id), str(message.id))
+        for draft in self._shown_drafts:
+            await service_of(self._interaction).record_message(draft.id, str(message.channel.id), str(message.id))
+
+    @property
+    def _shown_drafts(self) -> list[Draft]:
+        """The drafts the message shows, which a moderator's decision updates there."""
+        return [self._draft]
 
     async def _via_token(self, request: Coroutine[Any, Any, discord.Message]) -> discord.Message | None:
         """Send through the interaction token while it lives; None once Discord says it expired."""
@@ -207,12 +227,12 @@ class DraftMessage:
         return message
 
     async def _channel_message(self, content: str, view: discord.ui.View | None,
-                               file: discord.File | None = None) -> discord.Message:
+                               files: Sequence[discord.File]) -> discord.Message:
         """After the token expired: a normal message in the channel that pings only the member."""
         channel = self._interaction.client.get_partial_messageable(self._interaction.channel_id or 0)
         mention = f"{self._interaction.user.mention}, your draft is ready:\n"
         return await channel.send(
-            (mention + content)[:2000], view=view or discord.utils.MISSING, file=file or discord.utils.MISSING,
+            (mention + content)[:2000], view=view or discord.utils.MISSING, files=files or discord.utils.MISSING,
             suppress_embeds=True,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[self._interaction.user]),
         )

@@ -18,6 +18,7 @@ from bot.discord.drafting import feedback_view, final_message
 from bot.discord.errors import tell
 from bot.discord.model_text import shown
 from bot.discord.safe_text import reveal
+from bot.discord.variants import final_content
 from generation.safety import redact_code_words
 from storage import Flag
 
@@ -91,7 +92,11 @@ async def apply_decision(client: CopydeskClient, flag: Flag) -> None:
     if not (draft.channel_id and draft.message_id):
         return
     message = client.get_partial_messageable(int(draft.channel_id)).get_partial_message(int(draft.message_id))
-    if flag.status == "upheld":
+    if draft.variant_group is not None:  # the message shows its variants too: drawn again from their rows
+        content, files, view = final_content(await client.require_service().variants_of(draft),
+                                             client.links_allowed_domains)
+        await message.edit(content=content, view=view, attachments=files, allowed_mentions=NO_MENTIONS)
+    elif flag.status == "upheld":
         await message.edit(content=REMOVED, view=None, attachments=[], allowed_mentions=NO_MENTIONS)
     elif flag.source == "auto":
         content, attachment = final_message(draft, redact_code_words(draft.output, draft.system_prompt),

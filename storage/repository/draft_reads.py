@@ -12,6 +12,9 @@ from storage.lifecycle import ACTIVE
 from storage.models import Draft, DraftStatus
 from storage.repository.base import RepositoryBase
 
+# What a member asked for at once: a draft alone, or the variants of one request together.
+_request = func.coalesce(Draft.variant_group, Draft.id)
+
 
 @dataclass(frozen=True, slots=True)
 class Activity:
@@ -44,8 +47,9 @@ class DraftReadsRepository(RepositoryBase):
             return list(await session.scalars(query))
 
     async def count_waiting(self, *, since: datetime, author_id: str | None = None) -> int:
-        """Queued or running drafts created after `since` (older ones were left by a crash), of one author or all."""
-        query = select(func.count()).select_from(Draft).where(Draft.status.in_(ACTIVE), Draft.created_at > since)
+        """Requests with queued or running drafts created after `since` (older ones were left by a crash), of one
+        author or all. Variants asked for together are one request, as the member asked once."""
+        query = select(func.count(func.distinct(_request))).where(Draft.status.in_(ACTIVE), Draft.created_at > since)
         if author_id is not None:
             query = query.where(Draft.author_id == author_id)
         async with self._sessions() as session:
@@ -62,9 +66,11 @@ class DraftReadsRepository(RepositoryBase):
         return Activity(counts=counts, tokens=int(tokens))
 
     async def request_times(self, author_id: str, since: datetime) -> list[datetime]:
-        """When the author asked for drafts after `since`, oldest first: what a rate limit counts."""
-        query = (select(Draft.created_at).where(Draft.author_id == author_id, Draft.created_at > since)
-                 .order_by(Draft.created_at))
+        """When the author asked for drafts after `since`, oldest first: what a rate limit counts (variants
+        asked for together once)."""
+        asked = func.min(Draft.created_at)
+        query = (select(asked).where(Draft.author_id == author_id, Draft.created_at > since)
+                 .group_by(_request).order_by(asked))
         async with self._sessions() as session:
             return list(await session.scalars(query))
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 from storage.errors import StorageError
 from storage.exclusions import Exclusions, count_exclusions
 from storage.feedback import FeedbackFilter, FeedbackRecord
-from storage.models import Draft, DraftStatus, Erasure, Flag, FlagStatus, Rating
+from storage.models import Draft, DraftStatus, Erasure, Flag, FlagStatus, Rating, VariantPick
 from storage.pseudonyms import member_hash, pseudonym
 from storage.repository.base import RepositoryBase
 from storage.repository.privacy import TrainingUse
@@ -84,6 +84,7 @@ class ExportReadsRepository(RepositoryBase):
                 page = query.where(request >= last_request, or_(request > last_request, Draft.id > last_id))
                 drafts = (await session.scalars(page)).all()
                 votes = await _votes(session, [draft.id for draft in drafts])
+                picks = await _picks(session, [draft.id for draft in drafts if draft.variant_group is not None])
                 originals = await _original_authors(session, drafts)
                 members = {d.author_id for d in drafts} | set(originals.values())
                 members |= {i.member_id for d in drafts for i in d.improvements}
@@ -102,6 +103,7 @@ class ExportReadsRepository(RepositoryBase):
                     draft, ups=ups, downs=downs,
                     author=pseudonym(key, draft.author_id) if key is not None and pseudonymize else None,
                     improvements=[i for i in draft.improvements if use.allows(i.member_id)],
+                    picks=picks.get(draft.id, 0),
                 )
             if len(drafts) < batch_size:
                 return
@@ -124,6 +126,17 @@ async def _votes(session: AsyncSession, draft_ids: Sequence[int]) -> dict[int, t
         .where(Rating.draft_id.in_(draft_ids)).group_by(Rating.draft_id)
     )
     return {draft_id: (ups, downs) for draft_id, ups, downs in rows}
+
+
+async def _picks(session: AsyncSession, draft_ids: Sequence[int]) -> dict[int, int]:
+    """Draft id → how many members picked it over the other variants shown with it."""
+    if not draft_ids:
+        return {}
+    rows = await session.execute(
+        select(VariantPick.draft_id, func.count()).where(VariantPick.draft_id.in_(draft_ids))
+        .group_by(VariantPick.draft_id)
+    )
+    return {draft_id: count for draft_id, count in rows}
 
 
 async def _original_authors(session: AsyncSession, drafts: Sequence[Draft]) -> dict[int, str]:

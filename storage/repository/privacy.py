@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import Consent, Draft, Erasure, Flag, Improvement, Moderator, Rating, utcnow
+from storage.models import Consent, Draft, Erasure, Flag, Improvement, Moderator, Rating, VariantPick, utcnow
 from storage.repository.base import RepositoryBase, rowcount
 
 
@@ -66,7 +66,7 @@ class PrivacyRepository(RepositoryBase):
     async def erase_member(self, member_id: str, member_hash: str) -> dict[str, int]:
         """Delete everything a member wrote or gave, and enter them in the erasure ledger.
 
-        One transaction. Deleted: the member's ratings, improvements and flags on any draft;
+        One transaction. Deleted: the member's ratings, improvements, variant picks and flags on any draft;
         their drafts, with the regenerations others made of them (those repeat the member's
         inputs) and all feedback on those; their consent and their moderator row (re-created
         the next time they moderate). Kept: the moderation log, and `resolved_by` /
@@ -83,8 +83,8 @@ class PrivacyRepository(RepositoryBase):
         ledger = ledger.on_conflict_do_update(
             index_elements=[Erasure.member_hash], set_={"erased_at": ledger.excluded.erased_at}
         )
-        given: dict[str, type[Rating] | type[Improvement] | type[Flag]] = {
-            "ratings": Rating, "improvements": Improvement, "flags": Flag}
+        given: dict[str, type[Rating] | type[Improvement] | type[Flag] | type[VariantPick]] = {
+            "ratings": Rating, "improvements": Improvement, "flags": Flag, "picks": VariantPick}
         counts: dict[str, int] = {}
         async with self._sessions.begin() as session:
             for kind, model in given.items():
