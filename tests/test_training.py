@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ import pytest
 from bot.app import base_model, open_service
 from bot.config import ExportSettings, PrivacySettings, Settings
 from bot.discord.client import publish_commands
+from bot.discord.training import PROGRESS_EVERY_S
 from bot.errors import ServiceError
 from bot.service import DraftService, Member, Policy
 from bot.versions import ModelVersions, Trained
@@ -31,7 +33,7 @@ from generation.training import TrainingConfig, TrainingData, TrainingError, Tra
 from generation.training.version_folder import ADAPTER, CARD
 from storage import DraftStatus, Repository, StorageError, VersionNotFound, open_database
 from storage.export_folder import read_export
-from support.discord_harness import run_command, start_bot, stop_bot
+from support.discord_harness import EPHEMERAL, run_command, start_bot, stop_bot
 from support.fake_discord import FakeDiscord
 from tests.conftest import NO_AUTOMATIC_CHECKS_ENV, TEST_MAX_NEW_TOKENS
 
@@ -199,14 +201,24 @@ async def test_a_stopped_run_registers_nothing_and_resumes_from_its_checkpoint(d
     assert trained.version.hyperparameters["steps"] == {"sft": 3}
 
 
+def _copy(deployment: Deployment, data: Path, *, share_versions: bool) -> Deployment:
+    data.mkdir()
+    shutil.copy(deployment.database(), data / "copydesk.sqlite3")
+    if share_versions:
+        (data / "versions").symlink_to(deployment.data / "versions")
+    return Deployment(data, deployment.export)
+
+
 @pytest.fixture
 async def copied(deployment: Deployment, registered: Trained, tmp_path: Path) -> AsyncIterator[Deployment]:
     """A copy of the deployment's database (its version folders are shared, read only)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(deployment.database(), data / "copydesk.sqlite3")
-    (data / "versions").symlink_to(deployment.data / "versions")
-    yield Deployment(data, deployment.export)
+    yield _copy(deployment, tmp_path / "data", share_versions=True)
+
+
+@pytest.fixture
+async def writable(deployment: Deployment, registered: Trained, tmp_path: Path) -> AsyncIterator[Deployment]:
+    """A copy of the deployment's database with a versions folder of its own, to train new versions into."""
+    yield _copy(deployment, tmp_path / "data", share_versions=False)
 
 
 @pytest.fixture
@@ -345,3 +357,64 @@ async def test_a_moderator_serves_a_version_from_discord_and_its_drafts_say_so(
     with sqlite3.connect(copied.database()) as connection:
         assert connection.execute("SELECT moderator_id, action, note FROM moderation_actions").fetchall() == [
             (str(fake.guild.member("mia").user.id), "serve-version", "v1")]
+
+
+def _quick(settings: Settings, max_steps: int) -> Settings:
+    """The deployment's settings with `[training] max_steps` (the production path, a few steps long) and
+    the test split the deployment's export has."""
+    return settings.model_copy(update={"training": settings.training.model_copy(update={"max_steps": max_steps}),
+                                       "export": settings.export.model_copy(update={"test_fraction": 0.25})})
+
+
+async def test_a_moderator_trains_a_version_from_discord_while_the_bot_goes_on_answering(
+    writable: Deployment, no_automatic_checks: None, fake: FakeDiscord,
+) -> None:
+    mia, alice, channel = fake.guild.member("mia"), fake.guild.member("alice"), fake.guild.channels[0]
+    async with open_service(_quick(writable.settings(), max_steps=3)) as service:
+        cores = len(os.sched_getaffinity(0))
+        assert await service.versions.training_threads() == max(1, cores // 2), "the engine keeps its cores"
+        bot, task = await start_bot(fake, service)
+        try:
+            await publish_commands(fake.token, fake.guild.id)
+            refused = await fake.invoke_command("models", {"name": "v2", "method": "sft"}, subcommand="train", user=alice)
+            assert (await refused.wait_for_response())["data"]["content"] == "⚠️ Only moderators can do that."
+            taken = await fake.invoke_command("models", {"name": "v1", "method": "sft"}, subcommand="train", user=mia)
+            assert (await taken.wait_for_response())["data"]["flags"] == EPHEMERAL
+            said = await taken.wait_for_original(lambda message: bool(message["content"]), timeout=60)
+            assert said["content"].startswith("⚠️ a model version named 'v1' exists already; choose another name")
+
+            started = await fake.invoke_command("models", {"name": "v2", "method": "sft", "epochs": 1.0},
+                                                subcommand="train", user=mia)
+            assert (await started.wait_for_response())["data"]["flags"] == EPHEMERAL
+            progress = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                                         if m["content"].startswith("🏋️ Training **v2**")), None),
+                                           timeout=120)
+            assert service.versions.training == "v2"
+            listed = await fake.invoke_command("models", {}, subcommand="list", user=mia)
+            answer = await listed.wait_for_response()
+            assert "Serving: **base**" in answer["data"]["content"] and listed.response_delay is not None \
+                and listed.response_delay < 3, "the bot answers while it trains"
+            second = await fake.invoke_command("models", {"name": "v3", "method": "dpo"}, subcommand="train", user=mia)
+            answer = await second.wait_for_response()
+            assert answer["data"]["flags"] == EPHEMERAL and answer["data"]["content"].startswith(
+                "⚠️ Model version **v2** is being trained now; one training runs at a time")
+            assert service.versions.training == "v2", "both answered while v2 was still training"
+            result = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                                       if m["content"].startswith("✅ Model version **v2**")), None),
+                                         timeout=300)
+        finally:
+            await stop_bot(bot, task)
+        assert "a candidate, not served yet" in result["content"] and "held-out loss per answer token" in result["content"]
+        assert [(v.name, v.state) for v in await service.versions.list()] == [("v1", "candidate"), ("v2", "candidate")]
+        assert await service.versions.serving() == "base"
+        assert (await service.versions.show("v2")).hyperparameters["steps"] == {"sft": 3}
+    edits = [request.at for request in fake.requests if request.method == "PATCH"
+             and request.path == f"/channels/{channel.id}/messages/{progress['id']}"]
+    posted = next(request.at for request in fake.requests if request.method == "POST"
+                  and request.path == f"/channels/{channel.id}/messages" and request.json["content"].startswith("🏋️"))
+    moments = [posted, *edits]
+    assert all(later - earlier >= PROGRESS_EVERY_S - 0.1 for earlier, later in zip(moments, moments[1:])), moments
+    assert not list((writable.data / "versions").glob(".training-*")), "the run's work folder goes once registered"
+    with sqlite3.connect(writable.database()) as connection:
+        assert connection.execute("SELECT moderator_id, action, note FROM moderation_actions").fetchall() == [
+            (str(mia.user.id), "train-version", "v2")]
