@@ -8,13 +8,15 @@ resumes, and that the bot serves a version without a restart while drafts in fli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,24 @@ async def writable(deployment: Deployment, registered: Trained, tmp_path: Path) 
     yield _copy(deployment, tmp_path / "data", share_versions=False)
 
 
+@contextlib.contextmanager
+def small_disk(folder: Path, megabytes: int) -> Iterator[Callable[[int], None]]:
+    """`folder` on a filesystem of its own, `megabytes` big (tmpfs); yields a function that resizes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def mount(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)],
+                              capture_output=True, text=True, check=False)
+
+    mounted = mount(f"size={megabytes}m")
+    if mounted.returncode != 0:
+        pytest.skip(f"a small filesystem needs `mount -t tmpfs`, which is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield lambda size: mount("remount", f"size={size}m").check_returncode()
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # lazy: a file still mapped keeps no mount
+
+
 @pytest.fixture
 def no_automatic_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in NO_AUTOMATIC_CHECKS_ENV.items():
@@ -418,3 +438,58 @@ async def test_a_moderator_trains_a_version_from_discord_while_the_bot_goes_on_a
     with sqlite3.connect(writable.database()) as connection:
         assert connection.execute("SELECT moderator_id, action, note FROM moderation_actions").fetchall() == [
             (str(mia.user.id), "train-version", "v2")]
+
+
+async def test_a_disk_that_fills_while_the_adapter_is_saved_registers_nothing_and_says_so(
+    writable: Deployment,
+) -> None:
+    database = await open_database(f"sqlite+aiosqlite:///{writable.database()}")
+    versions = _versions(writable, Repository(database))
+    work = writable.data / "versions" / ".training-v-full"
+    try:
+        before = [version.name for version in await versions.list()]
+        with small_disk(writable.data / "versions", megabytes=2):
+            with pytest.raises(TrainingError, match=r"the disk holding .*\.training-v-full/run/sft is full; nothing was "
+                                                    r"registered\. Free some space and run the same command with "
+                                                    r"--resume \(sft had no checkpoint yet, so it starts again\)"):
+                await versions.train("v-full", QUICK, export_from=writable.export)
+            assert not (work / "run" / "sft" / ".final-partial").exists(), "the half-written adapter is removed"
+            assert not (writable.data / "versions" / "v-full").exists()
+        assert [version.name for version in await versions.list()] == before
+    finally:
+        await database.close()
+
+
+async def test_a_disk_that_fills_while_the_version_folder_is_written_keeps_the_adapter_to_resume_from(
+    writable: Deployment,
+) -> None:
+    database = await open_database(f"sqlite+aiosqlite:///{writable.database()}")
+    versions = _versions(writable, Repository(database))
+    folder = writable.data / "versions"
+    adapter = folder / ".training-v-full" / "run" / "sft" / "final"
+    try:
+        before = [version.name for version in await versions.list()]
+        with small_disk(folder, megabytes=64) as resize:  # the adapter fits, the merged checkpoint does not
+            with pytest.raises(TrainingError, match=r"the disk holding .*versions is full; nothing was registered\. "
+                                                    r"Free some space and run the same command with --resume \(the "
+                                                    r"trained adapter is kept"):
+                await versions.train("v-full", QUICK, export_from=writable.export)
+            assert [path.name for path in folder.iterdir()] == [".training-v-full"], "no partial version folder"
+            assert [version.name for version in await versions.list()] == before
+            assert _loads_whole(adapter / "adapter_model.safetensors")
+            assert json.loads((adapter / "adapter_config.json").read_text())["r"] == QUICK.lora_rank
+            resize(1024)
+            trained = await versions.train("v-full", QUICK, export_from=writable.export, resume=True)
+            assert Path(trained.version.folder) == folder / "v-full" and not (folder / ".training-v-full").exists()
+        assert [version.name for version in await versions.list()] == [*before, "v-full"]
+    finally:
+        await database.close()
+
+
+def _loads_whole(weights: Path) -> bool:
+    """Every tensor of a safetensors file reads back (copied, so no map keeps the file busy)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as opened:
+        return all(opened.get_tensor(key).clone().numel() > 0 for key in opened.keys())
+
