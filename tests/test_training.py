@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -38,6 +39,7 @@ from storage.export_folder import read_export
 from support.discord_harness import EPHEMERAL, run_command, start_bot, stop_bot
 from support.fake_discord import FakeDiscord
 from tests.conftest import NO_AUTOMATIC_CHECKS_ENV, TEST_MAX_NEW_TOKENS
+from tests.copydesk_process import copydesk, watch_until
 
 PRODUCTS = ("rain boots", "oat milk", "a solar lantern", "trail socks", "cold brew", "a canvas tent", "wool hats",
             "a bike light", "honey", "a sketchbook", "a tea kettle", "running shoes", "a desk lamp", "jam",
@@ -493,3 +495,26 @@ def _loads_whole(weights: Path) -> bool:
     with safe_open(str(weights), framework="pt") as opened:
         return all(opened.get_tensor(key).clone().numel() > 0 for key in opened.keys())
 
+
+def test_a_train_killed_while_writing_its_version_folder_registers_nothing_and_resume_finishes_it(
+    writable: Deployment,
+) -> None:
+    cwd, versions = writable.data.parent, writable.data / "versions"  # `copydesk` finds its database in ./data
+    train = ("train", "v-killed", "--from", str(writable.export), "--max-steps", "2")
+    process = copydesk(cwd, *train)
+    writing = watch_until(process, lambda: any(versions.glob(".v-killed-partial-*")))
+    assert writing is not None, (cwd / "output.log").read_text()
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert not (versions / "v-killed").exists()
+    with sqlite3.connect(writable.database()) as connection:
+        assert connection.execute("SELECT name FROM model_versions").fetchall() == [("v1",)], "nothing registered"
+    assert _loads_whole(versions / ".training-v-killed" / "run" / "sft" / "final" / "adapter_model.safetensors")
+
+    resumed = copydesk(cwd, *train, "--resume")
+    assert resumed.wait(timeout=600) == 0, (cwd / "output.log").read_text()
+    assert "trained v-killed (sft" in (cwd / "output.log").read_text()
+    with sqlite3.connect(writable.database()) as connection:
+        assert connection.execute("SELECT name, state FROM model_versions ORDER BY name").fetchall() == [
+            ("v-killed", "candidate"), ("v1", "candidate")]
+    assert sorted(path.name for path in versions.iterdir()) == ["v-killed"], "no leftover of the killed run"

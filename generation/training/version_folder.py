@@ -68,6 +68,8 @@ def write_version_folder(destination: Path, adapter: Path, base: ModelSource, fa
     if destination.exists():
         raise TrainingError(f"{destination} exists already; a version's folder is never overwritten")
     destination.parent.mkdir(parents=True, exist_ok=True)
+    for killed in destination.parent.glob(f".{destination.name}-partial-*"):  # what a killed run of it left
+        shutil.rmtree(killed, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-partial-", dir=destination.parent))
     try:
         shutil.copytree(adapter, staging / ADAPTER,
