@@ -57,7 +57,10 @@ class ProgressPost:
         shown: TrainingProgress | None = None
         while True:
             if (latest := self._latest) is not None and latest != shown:
-                await self._show(f"🏋️ Training **{self._name}**: `{latest.line()}`")
+                try:
+                    await self._show(f"🏋️ Training **{self._name}**: `{latest.line()}`")
+                except discord.HTTPException as error:  # the training goes on; the next edit may get through
+                    log.warning("could not show the progress of training %s: %s", self._name, error)
                 shown = latest
             await asyncio.sleep(PROGRESS_EVERY_S)
 
@@ -119,6 +122,8 @@ async def train_version(interaction: Interaction, name: Range[str, 1, 64], metho
         return
     follower.cancel()
     await post.say(result_text(trained))
+    if not post.posted:  # done before its first progress was shown: the moderator still sees "thinking…"
+        await tell(interaction, f"Model version **{name}** is trained; the result is in this channel.")
 
 
 async def _explain(interaction: Interaction, error: Exception) -> None:
