@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -70,8 +71,13 @@ async def open_service(
         opened.push_async_callback(database.close)
         repository = Repository(database)
         served: ServedVersions | None = None
-        versions = ModelVersions(repository, settings.training.versions_dir(settings.storage.data_dir),
-                                 lambda: base_model(settings), device=settings.model.device, bot_running=database.in_use)
+        # `in_use` is true while a bot serves the database, in another process or in this one (its
+        # engine keeps its cores): training then takes half of them.
+        versions_with = functools.partial(
+            ModelVersions, repository, settings.training.versions_dir(settings.storage.data_dir),
+            lambda: base_model(settings), device=settings.model.device, bot_running=database.in_use,
+            defaults=settings.training)
+        versions = versions_with()
         if with_model:
             started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             await opened.enter_async_context(database.claim(f"copydesk process {os.getpid()} (started {started})"))
@@ -79,8 +85,7 @@ async def open_service(
                 log.warning("%d draft(s) a previous run left unfinished are marked interrupted", interrupted)
             served = await _serve_versions(settings, repository, versions)
             opened.push_async_callback(served.close)
-            versions = ModelVersions(repository, settings.training.versions_dir(settings.storage.data_dir),
-                                     lambda: base_model(settings), device=settings.model.device, served=served)
+            versions = versions_with(served=served)
         policy = Policy.of(settings, member_key(Path(settings.storage.data_dir).expanduser()))
         service = DraftService(repository, served, policy, versions=versions)
         if as_bot and settings.metrics.port:

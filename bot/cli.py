@@ -34,7 +34,7 @@ from generation.compliance import RulesError, load_rules
 from generation.compliance import check as compliance_check
 from generation.language import AUTO, LANGUAGES
 from generation.platforms import PlatformDraft, get_platform
-from generation.training import METHODS, TrainingConfig
+from generation.training import METHODS
 from storage import (
     EXPORT_CHOICES,
     EXPORT_FORMATS,
@@ -474,12 +474,9 @@ def train(context: click.Context, name: str, export_from: Path | None, selection
     version's folder is complete. On GPU machines: `accelerate launch -m bot.cli train NAME …`.
     """
     settings = _settings(context)
-    defaults = settings.training
     with _user_errors():
-        config = TrainingConfig(method=method or defaults.method, epochs=epochs or defaults.epochs, seed=seed,
-                                learning_rate=defaults.learning_rate, lora_rank=defaults.lora_rank,
-                                lora_alpha=2 * defaults.lora_rank, max_steps=max_steps or -1,
-                                threads=threads or defaults.threads)
+        config = settings.training.config(method=method, epochs=epochs, seed=seed, max_steps=max_steps,
+                                          threads=threads)
 
     async def run_training() -> None:
         stop = threading.Event()

@@ -19,6 +19,7 @@ from bot.stats import DecisionRule
 from generation.compliance import Rule, RulesError, load_rules, rules_from_words, shipped_rules
 from generation.language import AUTO, LANGUAGES
 from generation.safety import SafetyPolicy
+from generation.training import TrainingConfig
 
 ENV_PREFIX = "COPYDESK_"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -159,10 +160,18 @@ class TrainingSettings(_Section):
     lora_rank: int = Field(default=16, ge=1, le=256)
     # 0: all cores, or half of them (at least one) while a bot process serves the same database.
     threads: int = Field(default=0, ge=0)
+    max_steps: int = Field(default=0, ge=0)  # > 0 caps each phase: a quick try (or a test)
     version_check_s: float = Field(default=5.0, gt=0)  # how often the bot looks for a newly served version
 
     def versions_dir(self, data_dir: str) -> Path:
         return Path(data_dir).expanduser() / "versions"
+
+    def config(self, *, method: str | None = None, epochs: float | None = None, seed: int = 0,
+               max_steps: int | None = None, threads: int | None = None) -> TrainingConfig:
+        """The run these defaults describe, with what `copydesk train` or `/models train` was given instead."""
+        return TrainingConfig(method=method or self.method, epochs=epochs or self.epochs, seed=seed,
+                              learning_rate=self.learning_rate, lora_rank=self.lora_rank, lora_alpha=2 * self.lora_rank,
+                              max_steps=max_steps or self.max_steps or -1, threads=threads or self.threads)
 
 
 class StatsSettings(_Section):

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.config import TrainingSettings
 from bot.errors import ServiceError
 from generation import ModelSource
 from generation.served_versions import ServedVersions
@@ -58,21 +59,50 @@ class ModelVersions:
 
     def __init__(self, repository: Repository, versions_dir: Path, base: Callable[[], ModelSource], *,
                  device: str = "auto", served: ServedVersions | None = None,
-                 bot_running: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 bot_running: Callable[[], Awaitable[bool]] | None = None,
+                 defaults: TrainingSettings = TrainingSettings()) -> None:
         self._repository = repository
+        self.defaults = defaults  # the deployment's `[training]`, for a run started without a command line
         self._dir = versions_dir
         self._base = base
         self._device = device
         self._served = served
         self._bot_running = bot_running
         self._base_sha256: str | None = None
+        self._training: str | None = None
+
+    @property
+    def training(self) -> str | None:
+        """The version this process is training now, if any: one run at a time, each wants the cores."""
+        return self._training
 
     async def train(
         self, name: str, config: TrainingConfig, *, export_from: Path | None = None, export: Export | None = None,
         on_progress: Callable[[TrainingProgress], None] = lambda progress: None,
-        stop: threading.Event | None = None, resume: bool = False,
+        stop: threading.Event | None = None, resume: bool = False, by: str | None = None, guild_id: str | None = None,
     ) -> Trained:
-        """Export (unless `export_from`), train, evaluate against the serving version, write, register."""
+        """Export (unless `export_from`), train, evaluate against the serving version, write, register.
+
+        With `by` (a moderator in Discord), the registered version is logged in the moderation log.
+        """
+        if self._training is not None:
+            raise ServiceError(f"model version {self._training!r} is being trained now; one training runs at a time, "
+                               "so please start this one once it has finished")
+        self._training = name
+        try:
+            trained = await self._train(name, config, export_from=export_from, export=export, on_progress=on_progress,
+                                        stop=stop, resume=resume)
+        finally:
+            self._training = None
+        if by is not None:
+            await self._repository.log_action(guild_id=guild_id, flag_id=None, draft_id=None, moderator_id=by,
+                                              action="train-version", note=name)
+        return trained
+
+    async def _train(
+        self, name: str, config: TrainingConfig, *, export_from: Path | None, export: Export | None,
+        on_progress: Callable[[TrainingProgress], None], stop: threading.Event | None, resume: bool,
+    ) -> Trained:
         await self._check_new_name(name)
         work = self._dir / f".training-{name}"
         if export_from is None:
@@ -92,7 +122,7 @@ class ModelVersions:
         )
         data.check_enough(config.method)  # before loading anything
         if not config.threads:
-            config = dataclasses.replace(config, threads=await self._threads())
+            config = dataclasses.replace(config, threads=await self.training_threads())
         base = await asyncio.to_thread(self._base)
         run = await asyncio.to_thread(train_adapter, base, data, work / "run", config, device=self._device,
                                       on_progress=on_progress, stop=stop, resume=resume)
@@ -191,8 +221,9 @@ class ModelVersions:
         if (self._dir / name).exists():
             raise ServiceError(f"{self._dir / name} exists already; choose another name or move that folder away")
 
-    async def _threads(self) -> int:
-        """All cores, or half of them (at least one) while a bot on this machine serves the database."""
+    async def training_threads(self) -> int:
+        """All cores, or half of them (at least one) while a bot serves the database: another process, or
+        this one, whose engine keeps its own worker's threads (torch's count is per thread)."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         running = self._bot_running is not None and await self._bot_running()
         return max(1, cores // 2) if running else cores

@@ -9,7 +9,6 @@ sha256 of the bytes, SQLite's own integrity check.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import signal
@@ -28,8 +27,8 @@ from bot.service import DraftService, Policy
 from storage import Repository, atomic
 from storage.atomic import PARTIAL, FileEntry, StagedFolder, remove_leftovers, replacing, temporary_sibling
 from support.seeded_drafts import seed
+from tests.copydesk_process import copydesk, watch_until
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 DRAFTS = 1000  # an export of a few seconds, most of it writing
 KILLS = {"export": 3, "backup": 2}
 FILE_ROW = re.compile(r"^\| `(?P<format>\w+)` \| .* \| (?P<train>\d+) \| (?P<test>\d+) \|$", re.MULTILINE)
@@ -37,26 +36,11 @@ CHECKSUM_ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<rows>\d+|—) \| (?P<si
                           re.MULTILINE)
 
 
-def copydesk(folder: Path, *arguments: str) -> subprocess.Popen[bytes]:
-    """The command line as a process of its own, as a user starts it in `folder` (its database in ./data).
-
-    Its output goes to a file, so that a full pipe never holds it back while the test watches the folder."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("COPYDESK_")}
-    with (folder / "output.log").open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from bot.cli import main; main(prog_name='copydesk')", *arguments], cwd=folder,
-            env=environ | {"PYTHONPATH": str(REPOSITORY)}, stdout=output, stderr=subprocess.STDOUT)
-
-
 def watch_for_writing(folder: Path, process: subprocess.Popen[bytes]) -> float | None:
     """Seconds until the process's own first temporary file appears in `folder` or a folder in it (a killed
     run's are named for its pid); None if it ended first."""
-    started, own = time.monotonic(), f"{PARTIAL}{process.pid}-"
-    while process.poll() is None:
-        if any(own in path.name for path in folder.glob("**/.*")):
-            return time.monotonic() - started
-        time.sleep(0.002)
-    return None
+    own = f"{PARTIAL}{process.pid}-"
+    return watch_until(process, lambda: any(own in path.name for path in folder.glob("**/.*")))
 
 
 def run_to_the_end(folder: Path, *arguments: str) -> tuple[float, float]:

@@ -8,12 +8,16 @@ resumes, and that the bot serves a version without a restart while drafts in fli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ import pytest
 from bot.app import base_model, open_service
 from bot.config import ExportSettings, PrivacySettings, Settings
 from bot.discord.client import publish_commands
+from bot.discord.training import PROGRESS_EVERY_S
 from bot.errors import ServiceError
 from bot.service import DraftService, Member, Policy
 from bot.versions import ModelVersions, Trained
@@ -31,9 +36,10 @@ from generation.training import TrainingConfig, TrainingData, TrainingError, Tra
 from generation.training.version_folder import ADAPTER, CARD
 from storage import DraftStatus, Repository, StorageError, VersionNotFound, open_database
 from storage.export_folder import read_export
-from support.discord_harness import run_command, start_bot, stop_bot
+from support.discord_harness import EPHEMERAL, run_command, start_bot, stop_bot
 from support.fake_discord import FakeDiscord
 from tests.conftest import NO_AUTOMATIC_CHECKS_ENV, TEST_MAX_NEW_TOKENS
+from tests.copydesk_process import copydesk, watch_until
 
 PRODUCTS = ("rain boots", "oat milk", "a solar lantern", "trail socks", "cold brew", "a canvas tent", "wool hats",
             "a bike light", "honey", "a sketchbook", "a tea kettle", "running shoes", "a desk lamp", "jam",
@@ -199,14 +205,42 @@ async def test_a_stopped_run_registers_nothing_and_resumes_from_its_checkpoint(d
     assert trained.version.hyperparameters["steps"] == {"sft": 3}
 
 
+def _copy(deployment: Deployment, data: Path, *, share_versions: bool) -> Deployment:
+    data.mkdir()
+    shutil.copy(deployment.database(), data / "copydesk.sqlite3")
+    if share_versions:
+        (data / "versions").symlink_to(deployment.data / "versions")
+    return Deployment(data, deployment.export)
+
+
 @pytest.fixture
 async def copied(deployment: Deployment, registered: Trained, tmp_path: Path) -> AsyncIterator[Deployment]:
     """A copy of the deployment's database (its version folders are shared, read only)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(deployment.database(), data / "copydesk.sqlite3")
-    (data / "versions").symlink_to(deployment.data / "versions")
-    yield Deployment(data, deployment.export)
+    yield _copy(deployment, tmp_path / "data", share_versions=True)
+
+
+@pytest.fixture
+async def writable(deployment: Deployment, registered: Trained, tmp_path: Path) -> AsyncIterator[Deployment]:
+    """A copy of the deployment's database with a versions folder of its own, to train new versions into."""
+    yield _copy(deployment, tmp_path / "data", share_versions=False)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, megabytes: int) -> Iterator[Callable[[int], None]]:
+    """`folder` on a filesystem of its own, `megabytes` big (tmpfs); yields a function that resizes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def mount(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)],
+                              capture_output=True, text=True, check=False)
+
+    mounted = mount(f"size={megabytes}m")
+    if mounted.returncode != 0:
+        pytest.skip(f"a small filesystem needs `mount -t tmpfs`, which is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield lambda size: mount("remount", f"size={size}m").check_returncode()
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # lazy: a file still mapped keeps no mount
 
 
 @pytest.fixture
@@ -345,3 +379,146 @@ async def test_a_moderator_serves_a_version_from_discord_and_its_drafts_say_so(
     with sqlite3.connect(copied.database()) as connection:
         assert connection.execute("SELECT moderator_id, action, note FROM moderation_actions").fetchall() == [
             (str(fake.guild.member("mia").user.id), "serve-version", "v1")]
+
+
+def _quick(settings: Settings, max_steps: int) -> Settings:
+    """The deployment's settings with `[training] max_steps` (the production path, a few steps long) and
+    the test split the deployment's export has."""
+    return settings.model_copy(update={"training": settings.training.model_copy(update={"max_steps": max_steps}),
+                                       "export": settings.export.model_copy(update={"test_fraction": 0.25})})
+
+
+async def test_a_moderator_trains_a_version_from_discord_while_the_bot_goes_on_answering(
+    writable: Deployment, no_automatic_checks: None, fake: FakeDiscord,
+) -> None:
+    mia, alice, channel = fake.guild.member("mia"), fake.guild.member("alice"), fake.guild.channels[0]
+    async with open_service(_quick(writable.settings(), max_steps=3)) as service:
+        cores = len(os.sched_getaffinity(0))
+        assert await service.versions.training_threads() == max(1, cores // 2), "the engine keeps its cores"
+        before = [(version.name, version.state) for version in await service.versions.list()]
+        bot, task = await start_bot(fake, service)
+        try:
+            await publish_commands(fake.token, fake.guild.id)
+            refused = await fake.invoke_command("models", {"name": "v2", "method": "sft"}, subcommand="train", user=alice)
+            assert (await refused.wait_for_response())["data"]["content"] == "⚠️ Only moderators can do that."
+            taken = await fake.invoke_command("models", {"name": "v1", "method": "sft"}, subcommand="train", user=mia)
+            assert (await taken.wait_for_response())["data"]["flags"] == EPHEMERAL
+            said = await taken.wait_for_original(lambda message: bool(message["content"]), timeout=60)
+            assert said["content"].startswith("⚠️ a model version named 'v1' exists already; choose another name")
+
+            started = await fake.invoke_command("models", {"name": "v2", "method": "sft", "epochs": 1.0},
+                                                subcommand="train", user=mia)
+            assert (await started.wait_for_response())["data"]["flags"] == EPHEMERAL
+            progress = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                                         if m["content"].startswith("🏋️ Training **v2**")), None),
+                                           timeout=120)
+            assert service.versions.training == "v2"
+            listed = await fake.invoke_command("models", {}, subcommand="list", user=mia)
+            answer = await listed.wait_for_response()
+            assert "Serving: **base**" in answer["data"]["content"] and listed.response_delay is not None \
+                and listed.response_delay < 3, "the bot answers while it trains"
+            second = await fake.invoke_command("models", {"name": "v3", "method": "dpo"}, subcommand="train", user=mia)
+            answer = await second.wait_for_response()
+            assert answer["data"]["flags"] == EPHEMERAL and answer["data"]["content"].startswith(
+                "⚠️ Model version **v2** is being trained now; one training runs at a time")
+            assert service.versions.training == "v2", "both answered while v2 was still training"
+            result = await fake.wait_for(lambda: next((m for m in fake.channel_messages(channel)
+                                                       if m["content"].startswith("✅ Model version **v2**")), None),
+                                         timeout=300)
+        finally:
+            await stop_bot(bot, task)
+        assert "a candidate, not served yet" in result["content"] and "held-out loss per answer token" in result["content"]
+        assert [(v.name, v.state) for v in await service.versions.list()] == [*before, ("v2", "candidate")]
+        assert await service.versions.serving() == "base"
+        assert (await service.versions.show("v2")).hyperparameters["steps"] == {"sft": 3}
+    edits = [request.at for request in fake.requests if request.method == "PATCH"
+             and request.path == f"/channels/{channel.id}/messages/{progress['id']}"]
+    posted = next(request.at for request in fake.requests if request.method == "POST"
+                  and request.path == f"/channels/{channel.id}/messages" and request.json["content"].startswith("🏋️"))
+    moments = [posted, *edits]
+    assert all(later - earlier >= PROGRESS_EVERY_S - 0.1 for earlier, later in zip(moments, moments[1:])), moments
+    assert not list((writable.data / "versions").glob(".training-*")), "the run's work folder goes once registered"
+    with sqlite3.connect(writable.database()) as connection:
+        assert connection.execute("SELECT moderator_id, action, note FROM moderation_actions").fetchall() == [
+            (str(mia.user.id), "train-version", "v2")]
+
+
+async def test_a_disk_that_fills_while_the_adapter_is_saved_registers_nothing_and_says_so(
+    writable: Deployment,
+) -> None:
+    database = await open_database(f"sqlite+aiosqlite:///{writable.database()}")
+    versions = _versions(writable, Repository(database))
+    work = writable.data / "versions" / ".training-v-full"
+    try:
+        before = [version.name for version in await versions.list()]
+        with small_disk(writable.data / "versions", megabytes=2):
+            with pytest.raises(TrainingError, match=r"the disk holding .*\.training-v-full/run/sft is full; nothing was "
+                                                    r"registered\. Free some space and run the same command with "
+                                                    r"--resume \(sft had no checkpoint yet, so it starts again\)"):
+                await versions.train("v-full", QUICK, export_from=writable.export)
+            assert not (work / "run" / "sft" / ".final-partial").exists(), "the half-written adapter is removed"
+            assert not (writable.data / "versions" / "v-full").exists()
+        assert [version.name for version in await versions.list()] == before
+    finally:
+        await database.close()
+
+
+async def test_a_disk_that_fills_while_the_version_folder_is_written_keeps_the_adapter_to_resume_from(
+    writable: Deployment,
+) -> None:
+    database = await open_database(f"sqlite+aiosqlite:///{writable.database()}")
+    versions = _versions(writable, Repository(database))
+    folder = writable.data / "versions"
+    adapter = folder / ".training-v-full" / "run" / "sft" / "final"
+    try:
+        before = [version.name for version in await versions.list()]
+        with small_disk(folder, megabytes=64) as resize:  # the adapter fits, the merged checkpoint does not
+            with pytest.raises(TrainingError, match=r"the disk holding .*versions is full; nothing was registered\. "
+                                                    r"Free some space and run the same command with --resume \(the "
+                                                    r"trained adapter is kept"):
+                await versions.train("v-full", QUICK, export_from=writable.export)
+            assert [path.name for path in folder.iterdir()] == [".training-v-full"], "no partial version folder"
+            assert [version.name for version in await versions.list()] == before
+            assert _loads_whole(adapter / "adapter_model.safetensors")
+            assert json.loads((adapter / "adapter_config.json").read_text())["r"] == QUICK.lora_rank
+            resize(1024)
+            trained = await versions.train("v-full", QUICK, export_from=writable.export, resume=True)
+            assert Path(trained.version.folder) == folder / "v-full" and not (folder / ".training-v-full").exists()
+        assert [version.name for version in await versions.list()] == [*before, "v-full"]
+    finally:
+        await database.close()
+
+
+def _loads_whole(weights: Path) -> bool:
+    """Every tensor of a safetensors file reads back (copied, so no map keeps the file busy)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as opened:
+        return all(opened.get_tensor(key).clone().numel() > 0 for key in opened.keys())
+
+
+def test_a_train_killed_while_writing_its_version_folder_registers_nothing_and_resume_finishes_it(
+    writable: Deployment,
+) -> None:
+    cwd, versions = writable.data.parent, writable.data / "versions"  # `copydesk` finds its database in ./data
+    train = ("train", "v-killed", "--from", str(writable.export), "--max-steps", "2")
+    before = _registered(writable)
+    process = copydesk(cwd, *train)
+    writing = watch_until(process, lambda: any(versions.glob(".v-killed-partial-*")))
+    assert writing is not None, (cwd / "output.log").read_text()
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert not (versions / "v-killed").exists()
+    assert _registered(writable) == before, "nothing registered"
+    assert _loads_whole(versions / ".training-v-killed" / "run" / "sft" / "final" / "adapter_model.safetensors")
+
+    resumed = copydesk(cwd, *train, "--resume")
+    assert resumed.wait(timeout=600) == 0, (cwd / "output.log").read_text()
+    assert "trained v-killed (sft" in (cwd / "output.log").read_text()
+    assert _registered(writable) == sorted([*before, ("v-killed", "candidate")])
+    assert sorted(path.name for path in versions.iterdir()) == ["v-killed"], "no leftover of the killed run"
+
+
+def _registered(deployment: Deployment) -> list[tuple[str, str]]:
+    with sqlite3.connect(deployment.database()) as connection:
+        return connection.execute("SELECT name, state FROM model_versions ORDER BY name").fetchall()

@@ -11,6 +11,7 @@ from discord import app_commands
 
 from bot.discord.context import Interaction, member_of, require_moderator, service_of
 from bot.discord.errors import tell
+from bot.discord.training import train_version
 
 models_group = app_commands.Group(name="models", description="Moderators: the model versions that write drafts",
                                   guild_only=True,
@@ -37,3 +38,6 @@ async def serve_version(interaction: Interaction, name: app_commands.Range[str, 
     member = member_of(interaction)
     await service_of(interaction).versions.serve(name, by=member.id, guild_id=member.guild_id)
     await tell(interaction, f"New drafts now come from **{name}**; drafts being written finish on their version.")
+
+
+models_group.add_command(train_version)

@@ -9,7 +9,6 @@ resumes after its finished SFT phase, and a killed run leaves its last checkpoin
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 from generation.loading import load_model, native_bf16, pick_device
 from generation.model_source import ModelSource
 from generation.training.config import FORMATS_OF, TrainingConfig, TrainingData, TrainingError
+from generation.training.disk import disk_full, filled_the_disk
 from generation.training.progress import ProgressCallback, TrainingProgress
 
 FINAL = "final"
@@ -109,6 +109,7 @@ def _train_phase(
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress line says it once
     checkpoint = _latest_checkpoint(folder)
+    staging = folder / f".{FINAL}-partial"
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if callback.stopped_at is not None:
@@ -117,14 +118,17 @@ def _train_phase(
                 f"in {_latest_checkpoint(folder)}. Nothing was registered: run the same command with --resume "
                 "to continue"
             )
-        staging = folder / f".{FINAL}-partial"
         shutil.rmtree(staging, ignore_errors=True)
         trainer.save_model(str(staging))
         os.replace(staging, folder / FINAL)
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise TrainingError(f"the disk holding {folder} is full; nothing was registered. Free some space and "
-                                "run the same command with --resume (the last checkpoint is kept)") from error
+    except TrainingInterrupted:
+        raise
+    except Exception as error:
+        if filled_the_disk(error, folder):
+            shutil.rmtree(staging, ignore_errors=True)  # a half-written adapter only takes room
+            kept = _latest_checkpoint(folder)
+            raise disk_full(folder, f"{phase} goes on from {kept.name}, which is kept" if kept else
+                            f"{phase} had no checkpoint yet, so it starts again") from error
         raise
     return trainer.state.global_step, float(result.training_loss)
 

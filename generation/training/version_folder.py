@@ -22,6 +22,7 @@ from typing import Any
 
 from generation.model_source import ModelSource
 from generation.training.config import TrainingError
+from generation.training.disk import disk_full, filled_the_disk
 
 ADAPTER, MERGED, CARD = "adapter", "merged", "README.md"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -67,6 +68,8 @@ def write_version_folder(destination: Path, adapter: Path, base: ModelSource, fa
     if destination.exists():
         raise TrainingError(f"{destination} exists already; a version's folder is never overwritten")
     destination.parent.mkdir(parents=True, exist_ok=True)
+    for killed in destination.parent.glob(f".{destination.name}-partial-*"):  # what a killed run of it left
+        shutil.rmtree(killed, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-partial-", dir=destination.parent))
     try:
         shutil.copytree(adapter, staging / ADAPTER,
@@ -76,6 +79,11 @@ def write_version_folder(destination: Path, adapter: Path, base: ModelSource, fa
         (staging / CARD).write_text(render_card({**facts, "adapter_sha256": adapter_sha256}), encoding="utf-8")
         _sync_tree(staging)
         os.replace(staging, destination)
+    except Exception as error:
+        if filled_the_disk(error, staging):
+            raise disk_full(destination.parent, "the trained adapter is kept; the version's folder needs room for "
+                                                "the merged checkpoint, the base model's size in full precision") from error
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     folder = VersionFolder(destination, adapter_sha256)
