@@ -14,7 +14,8 @@ Then the base and each candidate draft once for each of --fresh products the tra
 served through copydesk's engine exactly as the bot serves a version, and the same rule rates them.
 The table gives, per version, the approval rate with its Wilson 95 % interval, mean length, the
 share of distinct drafts and of distinct word bigrams (a candidate repeating one template has
-learned nothing worth serving) and its held-out evaluation; then the time and peak memory of each
+learned nothing worth serving) and its held-out evaluation beside the base's on the same rows (each
+arm's export has its own test split); then the time and peak memory of each
 stage. The last line is the verdict:
 
     loop: base A% [lo–hi], thumbs B% [lo–hi], thumbs+improved C% [lo–hi], N fresh prompts, T min
@@ -246,7 +247,8 @@ class Scored:
     version: str
     texts: list[str]
     products: list[str]
-    evaluation: dict[str, float]
+    evaluation: dict[str, float]  # a candidate's held-out scores on its own export's test split
+    base_evaluation: dict[str, float]  # the base's, on the same rows (each arm's split is its own)
 
     @property
     def rate(self) -> Rate:
@@ -309,7 +311,7 @@ async def run(args: argparse.Namespace) -> None:
             improved = await improve(service, drafts, rng)
         print(f"improvements written by the bench: {improved} (of {sum(not w.ok for w in drafts)} rejected drafts)")
         arms = {"thumbs": (thumbs_data, args.thumbs_method), "thumbs+improved": (improved_data, args.improved_method)}
-        evaluations: dict[str, dict[str, float]] = {BASE_VERSION: {}}
+        evaluations: dict[str, tuple[dict[str, float], dict[str, float]]] = {BASE_VERSION: ({}, {})}
         for arm, (data, method) in arms.items():
             config = TrainingConfig(method=method, epochs=args.epochs, seed=args.seed, batch_size=4, max_length=160)
             with report.stage(f"export and train {arm} ({method})"):
@@ -320,8 +322,8 @@ async def run(args: argparse.Namespace) -> None:
                                                            on_progress=lambda p: print(f"\r{p.line()}\033[K", end="",
                                                                                        file=sys.stderr))
             print(file=sys.stderr)
-            evaluations[arm] = trained.evaluation.scores[trained.version.name]
-            evaluations[BASE_VERSION] = trained.evaluation.scores[BASE_VERSION]
+            evaluations[arm] = (trained.evaluation.scores[trained.version.name],
+                                trained.evaluation.scores[BASE_VERSION])
             print(f"{arm}: {trained.version.method}, {trained.version.hyperparameters['steps']} steps, "
                   f"evaluation rows {trained.evaluation.rows}")
         scored: list[Scored] = []
@@ -333,7 +335,7 @@ async def run(args: argparse.Namespace) -> None:
                 async with open_service(settings_for(data, args)) as service:
                     texts, products = await fresh_drafts(service, args.fresh, random.Random(args.seed + 1),
                                                          args.concurrency)
-            scored.append(Scored(version, texts, products, evaluations[version]))
+            scored.append(Scored(version, texts, products, *evaluations[version]))
         print_table(scored, report)
         minutes = (time.perf_counter() - started) / 60
         rates = {s.version: s.rate.percent() for s in scored}
@@ -350,11 +352,13 @@ def print_table(scored: Sequence[Scored], report: Report) -> None:
     base = scored[0]
     print()
     print("| version | fresh drafts | approved (Wilson 95 %) | mean words | distinct drafts | distinct bigrams "
-          "(÷ base) | held-out SFT loss | DPO pairs ranked right | KTO gap |")
+          "(÷ base) | held-out SFT loss (base) | DPO pairs ranked right (base) | KTO gap (base) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in scored:
-        e = s.evaluation
-        cell = lambda key, fmt="{:.3f}": fmt.format(e[key]) if key in e else "—"  # noqa: E731
+        def cell(key: str, shape: str = "{:.3f}", s: Scored = s) -> str:
+            if key not in s.evaluation:
+                return "—"
+            return f"{shape.format(s.evaluation[key])} ({shape.format(s.base_evaluation[key])})"
         print(f"| {s.version} | {len(s.texts)} | {s.rate.percent()} | {s.mean_words():.1f} | {100 * s.distinct_drafts():.0f}% | "
               f"{100 * s.distinct_bigrams():.0f}% ({s.distinct_bigrams() / max(base.distinct_bigrams(), 1e-9):.2f}) | "
               f"{cell('sft_loss')} | {cell('dpo_accuracy', '{:.0%}')} | {cell('kto_gap')} |")
