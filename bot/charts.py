@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from bot.stats import Rate, chances_to_be_best
+from bot.stats import Rate, chances_among
 from storage import DraftVotes
 
 SIZE_PX = (1000, 1050)  # Discord shows it about half as wide: fonts and lines are sized for that
@@ -98,8 +98,5 @@ def _cumulative_votes(drafts: Sequence[DraftVotes], days: list[date],
 
 def _best_on(day_index: int, cumulative: dict[str, list[tuple[int, int]]], versions: list[str]) -> dict[str, float]:
     """Each version's probability to be best by the end of that day, among those with votes by then."""
-    voted = [version for version in versions if sum(cumulative[version][day_index])]
-    if len(voted) < 2:
-        return {}
-    chances = chances_to_be_best([cumulative[version][day_index] for version in voted], draws=CHART_DRAWS)
-    return {version: chance.best for version, chance in zip(voted, chances, strict=True)}
+    chances = chances_among({version: cumulative[version][day_index] for version in versions}, draws=CHART_DRAWS)
+    return {version: chance.best for version, chance in chances.items()}

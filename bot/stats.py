@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,11 +135,16 @@ def _cells(tally: VersionTally, chance: Chance | None) -> dict[str, str]:
 
 
 def _chances(tallies: Sequence[VersionTally]) -> dict[str, Chance]:
-    counted = [tally for tally in tallies if tally.up + tally.down]
-    if len(counted) < 2:
+    return chances_among({tally.version: (tally.up, tally.down) for tally in tallies})
+
+
+def chances_among(votes: Mapping[str, tuple[int, int]], *, draws: int = 200_000) -> dict[str, Chance]:
+    """Each named version's chance, among those with votes; none when fewer than two have any."""
+    voted = [name for name, (up, down) in votes.items() if up + down]
+    if len(voted) < 2:
         return {}
-    chances = chances_to_be_best([(tally.up, tally.down) for tally in counted])
-    return {tally.version: chance for tally, chance in zip(counted, chances, strict=True)}
+    chances = chances_to_be_best([votes[name] for name in voted], draws=draws)
+    return dict(zip(voted, chances, strict=True))
 
 
 def _verdict(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:

@@ -68,7 +68,6 @@ class VersionStatsRepository(RepositoryBase):
                 median_completion_tokens=_median([tokens for _, tokens in rows])))
         return tallies
 
-
     async def draft_votes(self, *, task: str | None = None, since: datetime | None = None,
                           guild_id: str | None = None, votes_per_member: int = 0) -> list[DraftVotes]:
         """Each selected draft with its counted votes, oldest first: what the charts draw over time."""
