@@ -20,11 +20,15 @@ from storage.feedback import FeedbackFilter, FeedbackRecord
 from storage.lifecycle import STOPPED_AS, TRANSITIONS, DraftStatus, IllegalTransition, StopReason
 from storage.models import (
     BASE_VERSION,
+    Assignment,
     Base,
     Consent,
     Delivery,
     Draft,
     Erasure,
+    Experiment,
+    ExperimentState,
+    ExperimentVariant,
     Flag,
     FlagSource,
     FlagStatus,
@@ -33,6 +37,8 @@ from storage.models import (
     ModerationAction,
     Moderator,
     Rating,
+    TaskDefault,
+    TemplateVersion,
     VariantPick,
     VersionState,
 )
@@ -40,6 +46,12 @@ from storage.pseudonyms import member_hash, pseudonym
 from storage.repository import Activity, DraftVotes, Repository, VersionTally
 
 __all__ = [
+    "Assignment",
+    "Experiment",
+    "ExperimentState",
+    "ExperimentVariant",
+    "TaskDefault",
+    "TemplateVersion",
     "Activity",
     "DraftVotes",
     "BASE_VERSION",

@@ -46,6 +46,21 @@ class VersionState(StrEnum):
     RETIRED = "retired"
 
 
+class ExperimentState(StrEnum):
+    """Running until a moderator stops it or promotes its winner; one runs per task at a time."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PROMOTED = "promoted"
+
+
+class Assignment(StrEnum):
+    """How an experiment gives drafts to its variants: each draft drawn anew, or each member kept on one."""
+
+    DRAFT = "draft"
+    MEMBER = "member"
+
+
 class FlagSource(StrEnum):
     MEMBER = "member"
     AUTO = "auto"
@@ -121,6 +136,10 @@ class Draft(Base):
     system_prompt: Mapped[str] = mapped_column(Text)
     user_prompt: Mapped[str] = mapped_column(Text)
     template_version: Mapped[str] = mapped_column(String(32))
+    # The experiment that chose what wrote it, and which of its variants (0010); None outside experiments.
+    # A plain key, not a foreign key, as variant_group: adding it needs no table rebuild.
+    experiment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    variant: Mapped[str | None] = mapped_column(String(8))
     # The ad platform it was written for, and once finished its fields with their counts (0007).
     platform: Mapped[str] = mapped_column(String(16), default="generic", server_default="generic")
     fields: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
@@ -357,3 +376,87 @@ class ModelVersion(Base):
     state: Mapped[VersionState] = mapped_column(_str_enum(VersionState), default=VersionState.CANDIDATE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TemplateVersion(Base):
+    """A moderator's version of a task's prompt and brand voice, never edited in place.
+
+    Drafts record its `name` in `drafts.template_version`; each task's built-in prompt in the
+    catalogue is its first version and has no row.
+    """
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    system_prompt: Mapped[str] = mapped_column(Text)
+    template: Mapped[str] = mapped_column(Text)
+    # tone words, words to use, words never to use, a sample of house copy (generation/templates.py)
+    brand_voice: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TaskDefault(Base):
+    """What a task serves outside experiments, as a history: the latest row per task is current.
+
+    None means the deployment's default: the catalogue's built-in template, the serving model version.
+    Promote appends a row; rollback appends the one before it again, so nothing is lost.
+    """
+
+    __tablename__ = "task_defaults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(32), index=True)
+    template_version: Mapped[str | None] = mapped_column(String(32))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    changed_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))  # "promote", "rollback"
+    experiment_id: Mapped[int | None] = mapped_column(Integer)  # the experiment promoted, if any
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Experiment(Base):
+    """A blind comparison of two or more variants on one task's live drafts."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(32))
+    assignment: Mapped[Assignment] = mapped_column(_str_enum(Assignment))
+    state: Mapped[ExperimentState] = mapped_column(_str_enum(ExperimentState), default=ExperimentState.RUNNING)
+    guild_id: Mapped[str | None] = mapped_column(String(64))  # where it was started, for the log
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    winner: Mapped[str | None] = mapped_column(String(8))  # the variant promoted
+
+    variants: Mapped[list[ExperimentVariant]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin", order_by="ExperimentVariant.label"
+    )
+
+
+# One running experiment per task, kept by the database, not by a check that two moderators could race.
+Index("uq_experiments_running_task", Experiment.task, unique=True,
+      sqlite_where=Experiment.state == ExperimentState.RUNNING,
+      postgresql_where=Experiment.state == ExperimentState.RUNNING)
+
+
+class ExperimentVariant(Base):
+    """One arm of an experiment: the model version and template version it drafts with, and its share."""
+
+    __tablename__ = "experiment_variants"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "label"),
+        CheckConstraint("share > 0", name="share"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(8))  # "A", "B", … — what members would never see
+    model_version: Mapped[str] = mapped_column(String(64))
+    template_version: Mapped[str] = mapped_column(String(32))
+    share: Mapped[float] = mapped_column(Float)

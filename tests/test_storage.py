@@ -93,7 +93,7 @@ async def test_migrations_create_the_schema_the_models_describe(database: Databa
     assert tables == {
         "alembic_version", "drafts", "ratings", "improvements", "flags",
         "moderation_actions", "moderators", "consents", "erasures", "deliveries", "model_versions",
-        "variant_picks",
+        "variant_picks", "template_versions", "task_defaults", "experiments", "experiment_variants",
     }
     assert differences == []
 
@@ -735,7 +735,7 @@ async def test_reopening_keeps_the_data_and_migrates_nothing_twice(tmp_path: Pat
             versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
             revisions = versions.all()
             drafts = await connection.scalar(select(func.count()).select_from(Draft))
-        assert revisions == [("0009",)] and drafts == 1
+        assert revisions == [("0010",)] and drafts == 1
     finally:
         await again.close()
 
