@@ -26,7 +26,8 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
-from bot.service import DraftProgress, Member
+from bot.experiments import SPEC_HELP, VariantSpec
+from bot.service import DraftProgress, DraftService, Member
 from bot.stats import stats_title, version_table
 from bot.versions import ModelVersions
 from generation import TASKS, VARIANTS_DESCRIPTION, Field, GenerationError, Task, get_task
@@ -38,6 +39,7 @@ from generation.training import METHODS
 from storage import (
     EXPORT_CHOICES,
     EXPORT_FORMATS,
+    Assignment,
     DatasetSummary,
     DraftStatus,
     FeedbackFilter,
@@ -353,22 +355,30 @@ def status(context: click.Context) -> None:
 @main.command()
 @click.option("--task", type=click.Choice(list(TASKS)), help="Only this task's drafts.")
 @click.option("--since", type=click.DateTime(DATE_FORMATS), help="Drafts created on or after this date (UTC).")
+@click.option("--experiment", "experiment_id", type=int,
+              help="Per variant of this experiment (its number in `copydesk experiment list`), with head-to-head wins.")
 @click.option("--chart", type=_Path(dir_okay=False), help="Also write the chart (PNG) to this file.")
 @click.pass_context
-def stats(context: click.Context, task: str | None, since: datetime | None, chart: Path | None) -> None:
+def stats(context: click.Context, task: str | None, since: datetime | None, experiment_id: int | None,
+          chart: Path | None) -> None:
     """Which model version writes better: per version, drafts and the team's feedback, and the verdict."""
     settings = _settings(context)
 
     async def show() -> None:
         async with open_service(settings, with_model=False) as service:
-            tallies = await service.version_tallies(task=task, since=_utc(since))
-            if not tallies:
-                click.echo("no finished drafts" + (f" of {task}" if task else "") + (" since then" if since else ""))
-                return
-            for line in version_table(tallies, service.decision_rule):
+            if experiment_id is not None:
+                report = await service.experiments.report(task or "", experiment_id)
+                lines, title = report.table(service.decision_rule), f"copydesk · experiment #{experiment_id}"
+            else:
+                tallies = await service.version_tallies(task=task, since=_utc(since))
+                if not tallies:
+                    click.echo("no finished drafts" + (f" of {task}" if task else "") + (" since then" if since else ""))
+                    return
+                lines, title = version_table(tallies, service.decision_rule), stats_title(task, since)
+            for line in lines:
                 click.echo(line)
             if chart is not None:
-                png = await service.stats_chart(stats_title(task, since), task=task, since=_utc(since))
+                png = await service.stats_chart(title, task=task, since=_utc(since), experiment_id=experiment_id)
                 with replacing(chart) as partial:
                     partial.write_bytes(png)
                 click.echo(f"chart: {chart}")
@@ -585,6 +595,112 @@ async def _retire(versions: ModelVersions, name: str, by: str) -> str:
 _state_command("serve", "Send new drafts to VERSION (`base`: the model without an adapter); a running bot follows.",
                _serve)
 _state_command("retire", "Never serve VERSION again; its row and folder stay for the drafts it wrote.", _retire)
+
+
+@main.group()
+def experiment() -> None:
+    """Blind experiments between versions of a task: start, status, stop, promote, rollback, list."""
+
+
+def _as_operator(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--user", default=getpass.getuser, show_default="your login name",
+                        help="Who does it (for the moderation log).")(command)
+
+
+def _print_lines(context: click.Context, act: Callable[[DraftService], Awaitable[list[str]]]) -> None:
+    """Run one use case on the service, opened without a model, and print the lines it returns."""
+    settings = _settings(context)
+
+    async def lines() -> list[str]:
+        async with open_service(settings, with_model=False) as service:
+            return await act(service)
+
+    for line in _run(lines()):
+        click.echo(line)
+
+
+@experiment.command("start")
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.option("--variant", "variants", multiple=True, required=True, metavar="SPEC",
+              help=f"One variant (2 to 4 of them): {SPEC_HELP}.")
+@click.option("--assignment", type=click.Choice([choice.value for choice in Assignment]),
+              help="Per draft (drawn by shares) or per member (sticky) [config: experiments.assignment].")
+@_as_operator
+@click.pass_context
+def experiment_start(context: click.Context, task: str, variants: tuple[str, ...], assignment: str | None,
+                     user: str) -> None:
+    """Start an experiment on TASK: new drafts go to its variants by their shares; members are not told which."""
+    async def start(service: DraftService) -> list[str]:
+        specs = [VariantSpec.parse(text) for text in variants]
+        started = await service.experiments.start(task, specs, by=f"cli:{user}",
+                                                  assignment=Assignment(assignment) if assignment else None)
+        return (await service.experiments.report(task, started.id)).heading()
+    _print_lines(context, start)
+
+
+@experiment.command("status")
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.option("--id", "experiment_id", type=int, help="An earlier experiment (default: the running or latest one).")
+@click.pass_context
+def experiment_status(context: click.Context, task: str, experiment_id: int | None) -> None:
+    """Per variant: drafts, 👍 rate with its interval, head-to-head wins, chance to be best; then the verdict."""
+    async def status(service: DraftService) -> list[str]:
+        return (await service.experiments.report(task, experiment_id)).table(service.decision_rule)
+    _print_lines(context, status)
+
+
+@experiment.command("promote")
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.argument("variant", required=False)
+@_as_operator
+@click.pass_context
+def experiment_promote(context: click.Context, task: str, variant: str | None, user: str) -> None:
+    """Make VARIANT (default: the rule's winner) what TASK serves, and end the experiment."""
+    async def promote(service: DraftService) -> list[str]:
+        arm = await service.experiments.promote(task, variant, by=f"cli:{user}")
+        return [f"{task} now serves model {arm.model_version} with template {arm.template_version} "
+                f"(variant {arm.label}); `copydesk experiment rollback {task}` goes back"]
+    _print_lines(context, promote)
+
+
+def _experiment_change(name: str, help_text: str, change: Callable[[DraftService, str, str], Awaitable[str]]) -> None:
+    """`copydesk experiment stop|rollback TASK`: one change to what TASK serves, logged with who made it."""
+
+    @experiment.command(name, help=help_text)
+    @click.argument("task", type=click.Choice(list(TASKS)))
+    @_as_operator
+    @click.pass_context
+    def command(context: click.Context, task: str, user: str) -> None:
+        async def act(service: DraftService) -> list[str]:
+            return [await change(service, task, f"cli:{user}")]
+        _print_lines(context, act)
+
+
+async def _stop(service: DraftService, task: str, by: str) -> str:
+    stopped = await service.experiments.stop(task, by=by)
+    return f"stopped experiment #{stopped.id} on {stopped.task}; it serves what it served before"
+
+
+async def _rollback(service: DraftService, task: str, by: str) -> str:
+    route = await service.experiments.rollback(task, by=by)
+    return f"{task} now serves model {route.model_version} with template {route.template_version}"
+
+
+_experiment_change("stop", "End TASK's experiment without a winner: the task serves what it served before.", _stop)
+_experiment_change("rollback", "Restore what TASK served before its last change (once more undoes the rollback).",
+                   _rollback)
+
+
+@experiment.command("list")
+@click.option("--task", type=click.Choice(list(TASKS)), help="Only this task's experiments.")
+@click.pass_context
+def experiment_list(context: click.Context, task: str | None) -> None:
+    """Every experiment, newest first."""
+    async def listed(service: DraftService) -> list[str]:
+        return [f"#{found.id}\t{found.task}\t{found.state}\t{found.started_at:%Y-%m-%d %H:%M}\t"
+                + " / ".join(f"{arm.label}: {arm.model_version}+{arm.template_version}" for arm in found.variants)
+                for found in await service.experiments.list(task)] or ["no experiments yet"]
+    _print_lines(context, listed)
 
 
 def _scores(evaluation: dict[str, Any], name: str) -> str:

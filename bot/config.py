@@ -187,6 +187,13 @@ class StatsSettings(_Section):
                             max_expected_loss=self.max_expected_loss, votes_per_member=self.votes_per_member)
 
 
+class ExperimentSettings(_Section):
+    """How an experiment gives new drafts to its variants (bot/experiments.py)."""
+
+    # "draft": each draft drawn by the shares; "member": each member kept on one variant per experiment.
+    assignment: Literal["draft", "member"] = "draft"
+
+
 class MetricsSettings(_Section):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     host: str = "127.0.0.1"
@@ -210,6 +217,7 @@ class Settings(_Section):
     privacy: PrivacySettings = PrivacySettings()
     training: TrainingSettings = TrainingSettings()
     stats: StatsSettings = StatsSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     metrics: MetricsSettings = MetricsSettings()
     discord: DiscordSettings = DiscordSettings()
 

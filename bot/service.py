@@ -26,6 +26,7 @@ from typing import Any
 from bot.config import (
     DraftingSettings,
     EngineSettings,
+    ExperimentSettings,
     ExportSettings,
     LimitSettings,
     ModerationSettings,
@@ -34,6 +35,7 @@ from bot.config import (
     StatsSettings,
 )
 from bot.errors import ServiceError
+from bot.experiments import Experiments, Route
 from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
@@ -48,6 +50,7 @@ from generation import (
     InputError,
     Prompt,
     Sampling,
+    Task,
     get_task,
 )
 from generation.catalogue import platform_of
@@ -63,6 +66,7 @@ from storage import (
     BASE_VERSION,
     EXPORT_FORMATS,
     STOPPED_AS,
+    Assignment,
     DatasetOptions,
     DatasetSummary,
     DatasetWriter,
@@ -118,13 +122,14 @@ class Policy:
     privacy: PrivacySettings = PrivacySettings()
     drafting: DraftingSettings = DraftingSettings()
     stats: StatsSettings = StatsSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     member_key: bytes = b""  # keys pseudonyms and the erasure ledger; never stored with the data
 
     @classmethod
     def of(cls, settings: Settings, member_key: bytes) -> Policy:
         return cls(engine=settings.engine, export=settings.export, limits=settings.limits,
                    moderation=settings.moderation, privacy=settings.privacy, drafting=settings.drafting,
-                   stats=settings.stats, member_key=member_key)
+                   stats=settings.stats, experiments=settings.experiments, member_key=member_key)
 
     @property
     def safety(self) -> SafetyPolicy:
@@ -203,6 +208,20 @@ class DraftService:
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
         self._versions = versions
+        self.experiments = Experiments(repository, self._task_version,
+                                       assignment=Assignment(policy.experiments.assignment),
+                                       rule=policy.stats.rule(), check_servable=self._check_servable)
+
+    async def _task_version(self, task_name: str, template_version: str) -> Task:
+        """The task as `template_version` renders it."""
+        task = get_task(task_name)
+        if template_version == task.template_version:
+            return task
+        raise ServiceError(f"there is no template version {template_version!r} of {task_name!r}")
+
+    async def _check_servable(self, name: str) -> None:
+        if self._versions is not None:
+            await self._versions.check_servable(await self._repository.version(name))
 
     @property
     def versions(self) -> ModelVersions:
@@ -290,10 +309,10 @@ class DraftService:
 
     async def _create(
         self, member: Member, task_name: str, inputs: Mapping[str, str], *, count: int, parent_id: int | None = None,
-        language: str,
+        language: str, sibling_of: tuple[int | None, str | None] = (None, None),
     ) -> list[Draft]:
         task = get_task(task_name)
-        prompt = task.render(inputs)
+        task.render(inputs)  # refuses bad input before anything else
         request = " ".join(inputs.get(spec.name) or "" for spec in task.fields if not spec.choices)  # what the member wrote
         written_in = choose_language(language, self._policy.drafting.language, request)
         served = self.served
@@ -307,15 +326,14 @@ class DraftService:
                 self.metrics.refused()
                 raise
             values = task.validate(inputs)
+            routes, in_use = await self.experiments.routes(task.name, member.id, served.serving, count=count,
+                                                           sibling_of=sibling_of)
+            served.keep(in_use)
             fields: dict[str, Any] = dict(
                 task=task.name,
                 inputs=values,
-                system_prompt=prompt.system,
-                user_prompt=prompt.user + language_instruction(written_in),
-                template_version=task.template_version_for(values),
                 platform=platform_of(values),
                 model=info.name,
-                model_version=served.serving,
                 quantization=info.quantization,
                 sampling=task.sampling_for(values).capped(self._policy.engine.max_new_tokens).as_dict(),
                 seed=info.seed,
@@ -325,15 +343,27 @@ class DraftService:
                 parent_id=parent_id,
                 language=written_in,
             )
+            apart = [await self._routed(route, task.name, values, written_in) for route in routes]
             if count == 1:
-                return [await self._repository.create_draft(**fields)]
-            return await self._repository.create_variants(count, **fields)
+                return [await self._repository.create_draft(**fields, **apart[0])]
+            return await self._repository.create_variants(count, apart=apart, **fields)
+
+    async def _routed(self, route: Route, task_name: str, values: Mapping[str, str], written_in: str) -> dict[str, Any]:
+        """What a draft takes from its route: the prompt its template version renders, and who writes it."""
+        task = await self.experiments.task_for(route, task_name)
+        prompt = task.render(values)
+        return dict(system_prompt=prompt.system, user_prompt=prompt.user + language_instruction(written_in),
+                    template_version=task.template_version_for(values), model_version=route.model_version,
+                    experiment_id=route.experiment_id, variant=route.variant)
 
     async def regenerate(self, member: Member, draft_id: int) -> Draft:
-        """A new draft for the same request; it points at the original so exports can compare them."""
+        """A new draft for the same request; it points at the original so exports can compare them. In an
+        experiment it goes to another variant, so the member's choice between the two is head-to-head."""
         original = await self._for_member(member, draft_id)
-        return await self.create_draft(member, original.task, original.inputs, parent_id=original.parent_id or original.id,
-                                       language=original.language or AUTO)
+        [draft] = await self._create(member, original.task, original.inputs, count=1,
+                                     parent_id=original.parent_id or original.id, language=original.language or AUTO,
+                                     sibling_of=(original.experiment_id, original.variant))
+        return draft
 
     async def generate(self, draft_id: int) -> AsyncGenerator[DraftProgress, None]:
         """Run a queued draft, yielding its text as it grows; the row follows every step."""
@@ -546,13 +576,14 @@ class DraftService:
                                                       votes_per_member=self.decision_rule.votes_per_member)
 
     async def stats_chart(self, title: str, *, task: str | None = None, since: datetime | None = None,
-                          guild_id: str | None = None) -> bytes:
-        """The stats chart as a PNG, rendered in a worker thread (seconds of matplotlib)."""
+                          guild_id: str | None = None, experiment_id: int | None = None) -> bytes:
+        """The stats chart as a PNG, rendered in a worker thread (seconds of matplotlib); with `experiment_id`,
+        per variant of that experiment."""
         from bot.charts import stats_chart  # matplotlib: imported by the charts only, not every command
 
         rule = self.decision_rule
         drafts = await self._repository.draft_votes(task=task, since=since, guild_id=guild_id,
-                                                    votes_per_member=rule.votes_per_member)
+                                                    votes_per_member=rule.votes_per_member, experiment_id=experiment_id)
         return await asyncio.to_thread(stats_chart, drafts, title, rule.win_probability)
 
     async def status(self) -> Status:

@@ -89,41 +89,63 @@ class DecisionRule:
             fewest = min(short, key=lambda named: named[1])
             return (f"not enough yet: {fewest[1]} of {self.min_votes} counted votes for {fewest[0]}"
                     f"{f' (and {len(short) - 1} more short)' if len(short) > 1 else ''}")
-        chances = chances_to_be_best([(up, down) for _, up, down in votes])
-        leader = max(range(len(votes)), key=lambda index: chances[index].best)
-        name, chance = votes[leader][0], chances[leader]
+        name, chance = self._leader(votes)
         figures = f"{chance.best:.0%} probability to be best, expected loss {100 * chance.expected_loss:.1f} points"
-        if chance.best >= self.win_probability and chance.expected_loss <= self.max_expected_loss:
+        if self._wins(chance):
             return f"{name} ahead: {figures}"
         return f"no winner yet: {name} leads with {figures}"
 
+    def winner(self, votes: Sequence[tuple[str, int, int]]) -> str | None:
+        """The version the rule declares best, if it declares one."""
+        if len(votes) < 2 or any(up + down < self.min_votes for _, up, down in votes):
+            return None
+        name, chance = self._leader(votes)
+        return name if self._wins(chance) else None
 
-def version_table(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
+    def _wins(self, chance: Chance) -> bool:
+        return chance.best >= self.win_probability and chance.expected_loss <= self.max_expected_loss
+
+    @staticmethod
+    def _leader(votes: Sequence[tuple[str, int, int]]) -> tuple[str, Chance]:
+        chances = chances_to_be_best([(up, down) for _, up, down in votes])
+        leader = max(range(len(votes)), key=lambda index: chances[index].best)
+        return votes[leader][0], chances[leader]
+
+
+HeadToHead = Mapping[str, tuple[int, int]]  # a variant's label → (wins, losses) between sibling drafts
+
+
+def version_table(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None) -> list[str]:
     """Per version: drafts, 👍 rate with its interval, feedback per draft, speed, length, chance to be best;
-    then the rule and its verdict. A Markdown table, for a terminal or a file."""
+    then the rule and its verdict. A Markdown table, for a terminal or a file. In an experiment, per variant,
+    with its head-to-head wins."""
     chances = _chances(tallies)
-    lines = ["| version | drafts | rated | 👍 rate (Wilson 95 %) | improvements / draft | flags / draft | "
-             "median first token | median tokens | P(best) | expected loss |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += ["| " + " | ".join(_cells(tally, chances.get(tally.version)).values()) + " |" for tally in tallies]
+    columns = ["version" if head_to_head is None else "variant", "drafts", "rated", "👍 rate (Wilson 95 %)",
+               "improvements / draft", "flags / draft", "median first token", "median tokens", "P(best)",
+               "expected loss", *([] if head_to_head is None else ["head-to-head wins–losses"])]
+    lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    lines += ["| " + " | ".join(_cells(tally, chances.get(tally.version), head_to_head).values()) + " |"
+              for tally in tallies]
     return [*lines, "", *_verdict(tallies, rule)]
 
 
-def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
+def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None) -> list[str]:
     """The same facts a line per version, for a chat message (a ten-column table wraps there)."""
     chances = _chances(tallies)
     lines = []
     for tally in tallies:
-        cell = _cells(tally, chances.get(tally.version))
+        cell = _cells(tally, chances.get(tally.version), head_to_head)
         lines.append(f"**{cell['version']}** — {cell['drafts']} drafts, {cell['rated']} rated · 👍 {cell['rate']} · "
                      f"{cell['improvements']} improvements and {cell['flags']} flags per draft · first token "
                      f"{cell['ttft']} · {cell['tokens']} tokens"
-                     + (f" · P(best) {cell['best']}, expected loss {cell['loss']}" if tally.version in chances else ""))
+                     + (f" · P(best) {cell['best']}, expected loss {cell['loss']}" if tally.version in chances else "")
+                     + (f" · head-to-head {cell['h2h']}" if "h2h" in cell else ""))
     return [*lines, *_verdict(tallies, rule)]
 
 
-def _cells(tally: VersionTally, chance: Chance | None) -> dict[str, str]:
+def _cells(tally: VersionTally, chance: Chance | None, head_to_head: HeadToHead | None) -> dict[str, str]:
     """One version's figures, formatted, in the table's column order."""
+    wins = {} if head_to_head is None else {"h2h": "{}–{}".format(*head_to_head.get(tally.version, (0, 0)))}
     return {
         "version": tally.version, "drafts": str(tally.drafts), "rated": str(tally.rated),
         "rate": f"{Rate(tally.up, tally.up + tally.down).percent()} ({tally.up + tally.down} votes)",
@@ -131,6 +153,7 @@ def _cells(tally: VersionTally, chance: Chance | None) -> dict[str, str]:
         "ttft": _or_dash(tally.median_ttft_ms, "{:.0f} ms"), "tokens": _or_dash(tally.median_completion_tokens, "{:.0f}"),
         "best": f"{chance.best:.0%}" if chance else "—",
         "loss": f"{100 * chance.expected_loss:.1f} points" if chance else "—",
+        **wins,
     }
 
 

@@ -30,6 +30,7 @@ class ServedVersions:
         self._open = open_engine
         self._opening: dict[str, asyncio.Lock] = {}
         self._in_use: dict[str, int] = {}
+        self._kept: set[str] = set()
         self._closers: set[asyncio.Task[None]] = set()
 
     @property
@@ -71,6 +72,12 @@ class ServedVersions:
         self.serving = version
         self._close_if_unused()
 
+    def keep(self, versions: set[str]) -> None:
+        """Keep these versions' engines open once opened, though they serve no new drafts by default: an
+        experiment or a task's own default drafts with them, and reopening a model per draft takes seconds."""
+        self._kept = set(versions)
+        self._close_if_unused()
+
     def cancel(self, request_id: str) -> bool:
         return any(engine.cancel(request_id) for engine in list(self._engines.values()))
 
@@ -85,7 +92,8 @@ class ServedVersions:
             await engine.close()
 
     def _close_if_unused(self) -> None:
-        for version in [name for name in self._engines if name != self.serving and not self._in_use.get(name)]:
+        for version in [name for name in self._engines if name != self.serving and name not in self._kept
+                        and not self._in_use.get(name)]:
             engine = self._engines.pop(version)
             task = asyncio.get_running_loop().create_task(engine.close())
             self._closers.add(task)

@@ -43,9 +43,12 @@ from storage.models import (
     VersionState,
 )
 from storage.pseudonyms import member_hash, pseudonym
-from storage.repository import Activity, DraftVotes, Repository, VersionTally
+from storage.repository import Activity, Arm, Choice, DraftVotes, ExperimentNotFound, Repository, VersionTally
 
 __all__ = [
+    "Arm",
+    "Choice",
+    "ExperimentNotFound",
     "Assignment",
     "Experiment",
     "ExperimentState",

@@ -129,6 +129,8 @@ def _metadata(record: FeedbackRecord, source: str) -> dict[str, Any]:
         "ups": record.ups,
         "downs": record.downs,
     }
+    if record.experiment_id is not None:
+        metadata["experiment"], metadata["variant"] = record.experiment_id, record.variant
     if record.author is not None:
         metadata["author"] = record.author
     return metadata
@@ -162,7 +164,8 @@ class Dpo(ExportFormat):
     help = "chosen/rejected pairs"
     row_shape = '`{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant], "metadata": {…}}`'
     how_chosen = ("an improved version (chosen) over the draft it improves (rejected); per request, the\n"
-                  "  best- over the worst-rated of its drafts (regenerations), when their ratings differ; and the\n"
+                  "  best- over the worst-rated of its drafts (regenerations; `head-to-head` where an experiment gave\n"
+                  "  them to different variants), when their ratings differ; and the\n"
                   "  variant members picked most (chosen) over each variant shown with it that fewer picked.")
 
     def rows(self, group: Sequence[FeedbackRecord], rules: RowRules) -> Iterator[Row]:
@@ -177,7 +180,7 @@ class Dpo(ExportFormat):
             best = max(rated, key=lambda record: (record.score, -record.id))
             worst = min(rated, key=lambda record: (record.score, record.id))
             if best.score != worst.score:
-                yield self._pair(best, chosen=best.output, rejected=worst.output, source="regeneration")
+                yield self._pair(best, chosen=best.output, rejected=worst.output, source=_sibling_source(best, worst))
 
     def _variant_pairs(self, group: Sequence[FeedbackRecord]) -> Iterator[Row]:
         """The most-picked variant of each variant group over every variant of the group picked less."""
@@ -204,6 +207,12 @@ class Dpo(ExportFormat):
 
     def answers(self, row: Row) -> list[str]:
         return [row["chosen"][0]["content"], row["rejected"][0]["content"]]
+
+
+def _sibling_source(best: FeedbackRecord, worst: FeedbackRecord) -> str:
+    """"head-to-head" when an experiment gave the two drafts to different variants, else "regeneration"."""
+    rivals = best.experiment_id is not None and best.experiment_id == worst.experiment_id and best.variant != worst.variant
+    return "head-to-head" if rivals else "regeneration"
 
 
 @register
@@ -248,7 +257,7 @@ class Raw(ExportFormat):
         ("created_at", pa.timestamp("us", tz="UTC")), ("ups", pa.int64()), ("downs", pa.int64()),
         ("improvements", pa.list_(pa.string())), ("author", pa.string()), ("language", pa.string()),
         ("quality", pa.string()),  # the quality signals as JSON text, so new signals need no new schema
-        ("variant_group", pa.int64()), ("picks", pa.int64()),
+        ("variant_group", pa.int64()), ("picks", pa.int64()), ("experiment_id", pa.int64()), ("variant", pa.string()),
     ])
 
     def record_rows(self, record: FeedbackRecord, rules: RowRules) -> Iterator[Row]:

@@ -78,6 +78,8 @@ class FeedbackRecord:
     fields: list[dict[str, Any]] | None = None
     variant_group: int | None = None  # shown beside other variants of its request: see storage.models.VariantPick
     picks: int = 0  # members who picked it over the other variants of its group
+    experiment_id: int | None = None  # the experiment that chose what wrote it, and its variant's label
+    variant: str | None = None
 
     @property
     def request_id(self) -> int:
@@ -131,4 +133,6 @@ class FeedbackRecord:
             fields=draft.fields,
             variant_group=draft.variant_group,
             picks=picks,
+            experiment_id=draft.experiment_id,
+            variant=draft.variant,
         )

@@ -18,6 +18,7 @@ from bot.discord.components import Button, is_ours
 from bot.discord.context import CopydeskClient
 from bot.discord.drafting import NO_MENTIONS, interrupted_notice
 from bot.discord.errors import tell
+from bot.discord.experiments import experiment_group
 from bot.discord.export import export
 from bot.discord.privacy import privacy_group
 from bot.discord.review import post_for_review, review, status
@@ -41,7 +42,7 @@ class CopydeskBot(CopydeskClient):
         super().__init__(service, moderation, exports, **options)
         self.tree = CommandTree(self)
         for command in (*task_commands(TASKS.values()), summarize_message, review, status, stats, privacy_group,
-                        export, models_group):
+                        export, models_group, experiment_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:

@@ -109,7 +109,12 @@ def feedback_view(draft_id: int) -> discord.ui.View:
 
 def draft_header(draft: Draft) -> str:
     """Which draft, of what, and the model version that wrote it."""
-    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) · version {draft.model_version}"
+    return f"-# draft #{draft.id} · {draft.task} · {draft.model} ({draft.quantization}) · {written_by(draft)}"
+
+
+def written_by(draft: Draft) -> str:
+    """The model version, except in an experiment: members rate blind, so they see only that one runs."""
+    return f"version {draft.model_version}" if draft.experiment_id is None else f"experiment #{draft.experiment_id}"
 
 
 def interrupted_notice(draft: Draft) -> str:

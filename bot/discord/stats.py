@@ -40,11 +40,11 @@ async def stats(interaction: Interaction, task: str | None = None, since: str | 
                    + (f" since {since}" if since else "") + ".")
         return
     chart = await service.stats_chart(stats_title(task, start), task=task, since=start, guild_id=guild_id)
-    await interaction.followup.send(_fit(version_lines(tallies, service.decision_rule)),
+    await interaction.followup.send(fit(version_lines(tallies, service.decision_rule)),
                                     file=discord.File(io.BytesIO(chart), CHART_NAME), ephemeral=True)
 
 
-def _fit(lines: list[str]) -> str:
+def fit(lines: list[str]) -> str:
     """The version lines that fit in one message, then the rule and the verdict (always shown)."""
     *versions, rule, verdict = lines
     for shown in range(len(versions), -1, -1):

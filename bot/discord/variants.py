@@ -20,7 +20,7 @@ import discord
 
 from bot.discord.components import Button
 from bot.discord.context import Interaction, member_of, service_of
-from bot.discord.drafting import HELD, DraftMessage, checked_inputs, created, platform_text
+from bot.discord.drafting import HELD, DraftMessage, checked_inputs, created, platform_text, written_by
 from bot.discord.errors import DraftFailed, in_time, tell
 from bot.discord.feedback import FlagButton, ImproveButton, RateButton
 from bot.discord.model_text import shown
@@ -114,7 +114,7 @@ class VariantsMessage(DraftMessage):
 def variants_header(drafts: Sequence[Draft]) -> str:
     first = drafts[0]
     return (f"-# {len(drafts)} variants · drafts #{first.id}–#{drafts[-1].id} · {first.task} · "
-            f"{first.model} ({first.quantization}) · version {first.model_version} · "
+            f"{first.model} ({first.quantization}) · {written_by(first)} · "
             "pick the one you like best: ✅ This one")
 
 

@@ -6,6 +6,7 @@
 from storage.repository.deliveries import DeliveriesRepository
 from storage.repository.draft_reads import Activity, DraftReadsRepository
 from storage.repository.drafts import DraftsRepository
+from storage.repository.experiments import Arm, Choice, ExperimentNotFound, ExperimentsRepository
 from storage.repository.export_reads import ExportReadsRepository
 from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
@@ -26,8 +27,9 @@ class Repository(
     VariantsRepository,
     VersionsRepository,
     VersionStatsRepository,
+    ExperimentsRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
 
-__all__ = ["Activity", "DraftVotes", "Repository", "VersionTally"]
+__all__ = ["Activity", "Arm", "Choice", "DraftVotes", "ExperimentNotFound", "Repository", "VersionTally"]

@@ -36,6 +36,8 @@ class DraftsRepository(RepositoryBase):
         parent_id: int | None = None,
         model_version: str = BASE_VERSION,
         language: str | None = None,
+        experiment_id: int | None = None,
+        variant: str | None = None,
     ) -> Draft:
         """Record a request as queued, before any generation starts."""
         draft = Draft(
@@ -55,6 +57,8 @@ class DraftsRepository(RepositoryBase):
             channel_id=channel_id,
             parent_id=parent_id,
             language=language,
+            experiment_id=experiment_id,
+            variant=variant,
             status=DraftStatus.QUEUED,
             output="",
             created_at=utcnow(),

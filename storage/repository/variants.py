@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -13,22 +14,25 @@ from storage.repository.base import RepositoryBase
 
 
 class VariantsRepository(RepositoryBase):
-    async def create_variants(self, count: int, **fields: Any) -> list[Draft]:
-        """Record `count` queued drafts of one request (fields as `create_draft` takes them) in one transaction.
+    async def create_variants(self, count: int, *, apart: Sequence[Mapping[str, Any]] = (),
+                              **fields: Any) -> list[Draft]:
+        """Record `count` queued drafts of one request (fields as `create_draft` takes them) in one transaction;
+        `apart[i]`, if given, holds what the i-th differs in (an experiment's variant, its prompt).
 
         The first is the request's original; the others point at it (`parent_id`), as regenerations do,
         so exports see one request; all share its id as `variant_group`, which a pick refers to.
         """
         if count < 2:
             raise ValueError(f"variants come two or more at a time, not {count}")
+        own = [dict(apart[index]) if index < len(apart) else {} for index in range(count)]
         now = utcnow()
         async with self._sessions.begin() as session:
-            first = Draft(**fields, status=DraftStatus.QUEUED, output="", created_at=now)
+            first = Draft(**{**fields, **own[0]}, status=DraftStatus.QUEUED, output="", created_at=now)
             session.add(first)
             await session.flush()
             first.variant_group = first.id
-            others = [Draft(**{**fields, "parent_id": first.id}, variant_group=first.id, status=DraftStatus.QUEUED,
-                            output="", created_at=now) for _ in range(count - 1)]
+            others = [Draft(**{**fields, **differs, "parent_id": first.id}, variant_group=first.id,
+                            status=DraftStatus.QUEUED, output="", created_at=now) for differs in own[1:]]
             session.add_all(others)
         return [first, *others]
 
