@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from generation.catalogue import TASKS, Prompt
 from generation.errors import GenerationCancelled, GenerationError
-from generation.loading import LoadedModel, load_model
+from generation.loading import PER_REQUEST_ATTENTION, LoadedModel, cpu_measures, load_model
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
 from generation.slots import EngineLoad, SlotQueue
@@ -37,7 +37,7 @@ class EngineConfig:
     max_batch_tokens: int = 256
     warm_system_prompts: bool = True
     # Off means transformers' and bitsandbytes' own paths (bench/first_token.py compares them).
-    # CPU only:
+    # CPU only: on any other device they are off whatever these say (generation.loading.cpu_measures).
     bf16_prefill: bool = True  # see generation/cpu_prefill.py
     per_request_attention: bool = True  # see generation/varlen_attention.py
     top_k_sampling: bool = True  # any device; see generation/topk_sampling.py
@@ -240,7 +240,8 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     )
-    per_request_attention = loaded.device == "cpu" and config.per_request_attention
+    per_request_attention = config.per_request_attention and PER_REQUEST_ATTENTION in cpu_measures(
+        loaded.device, loaded.quantization)
     if per_request_attention:
         from generation.varlen_attention import NAME
 

@@ -12,6 +12,9 @@ from typing import Any
 from generation.model_source import ModelSource
 
 QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none")
+# The engine's CPU-only measures (EngineConfig turns each off), as `cpu_measures` names them.
+BF16_PREFILL = "bf16 products for long steps"  # generation/cpu_prefill.py
+PER_REQUEST_ATTENTION = "attention per request"  # generation/varlen_attention.py
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,19 @@ def pick_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
+
+
+def cpu_measures(device: str, quantization: str) -> frozenset[str]:
+    """The CPU-only measures that a model on `device` takes: none on CUDA or any other accelerator.
+
+    They were tuned and tested on the CPU, against bitsandbytes' CPU kernel and a dense mask; on CUDA
+    bitsandbytes' own kernels and SDPA's fused attention run, which they were never measured against.
+    """
+    import torch
+
+    if torch.device(pick_device(device)).type != "cpu":  # 'cuda:1' is CUDA too
+        return frozenset()
+    return frozenset({PER_REQUEST_ATTENTION, *([BF16_PREFILL] if quantization == "nf4" else [])})
 
 
 def load_model(
@@ -65,7 +81,7 @@ def load_model(
         kwargs["dtype"] = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
     model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs).eval()
-    if bf16_prefill and quantization == "nf4" and device == "cpu":
+    if bf16_prefill and BF16_PREFILL in cpu_measures(device, quantization):
         from generation.cpu_prefill import speed_up_prefill
 
         speed_up_prefill(model)

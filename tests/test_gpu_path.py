@@ -1,0 +1,31 @@
+"""On CUDA the engine runs bitsandbytes' and transformers' own paths: the CPU-only measures switch themselves off.
+
+Checked without a GPU where the loader and the engine both decide (`cpu_measures`), fed the device
+strings they get; tests/test_engine_measures.py observes that on the CPU the measures named here run.
+bench/gpu.sh measures the CUDA path itself on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generation.loading import BF16_PREFILL, PER_REQUEST_ATTENTION, QUANTIZATIONS, cpu_measures
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
+def test_a_model_on_cuda_takes_none_of_the_cpu_measures(device: str, quantization: str) -> None:
+    assert cpu_measures(device, quantization) == frozenset()
+
+
+def test_a_model_on_the_cpu_takes_the_attention_and_in_nf4_the_bf16_products() -> None:
+    assert cpu_measures("cpu", "nf4") == {BF16_PREFILL, PER_REQUEST_ATTENTION}
+    assert cpu_measures("cpu:0", "nf4") == {BF16_PREFILL, PER_REQUEST_ATTENTION}
+    assert cpu_measures("cpu", "int8") == {PER_REQUEST_ATTENTION}
+    assert cpu_measures("cpu", "none") == {PER_REQUEST_ATTENTION}
+
+
+def test_auto_decides_by_the_device_it_picks() -> None:
+    expected = frozenset() if torch.cuda.is_available() else {BF16_PREFILL, PER_REQUEST_ATTENTION}
+    assert cpu_measures("auto", "nf4") == expected
