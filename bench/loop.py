@@ -12,6 +12,11 @@ train`'s use case:
 
 Then the base and each candidate draft once for each of --fresh products the training never saw,
 served through copydesk's engine exactly as the bot serves a version, and the same rule rates them.
+Last, the live stage: the base and the thumbs+improved candidate share new drafts in a blind
+experiment (`copydesk experiment start`, drawn per draft), each drafting member rates their own draft
+by the rule, and the experiment runs in rounds until the decision rule (`[stats]`) names a winner or
+--live-max drafts are written. It writes the experiment's chart (--chart) and prints the verdict.
+
 The table gives, per version, the approval rate with its Wilson 95 % interval, mean length, the
 share of distinct drafts and of distinct word bigrams (a candidate repeating one template has
 learned nothing worth serving) and its held-out evaluation beside the base's on the same rows (each
@@ -19,6 +24,7 @@ arm's export has its own test split); then the time and peak memory of each
 stage. The last line is the verdict:
 
     loop: base A% [lo–hi], thumbs B% [lo–hi], thumbs+improved C% [lo–hi], N fresh prompts, T min
+    live: B ahead: 99% probability to be best, expected loss 0.0 points — after N drafts (A: n, B: n), T min
 
     .venv/bin/python bench/loop.py                  # the defaults: under 30 minutes on 2 cores, alone
     .venv/bin/python bench/loop.py --requests 60 --fresh 16 --epochs 1   # a quick try
@@ -51,6 +57,7 @@ import psutil  # noqa: E402
 
 from bot.app import open_service  # noqa: E402
 from bot.config import Settings  # noqa: E402
+from bot.experiments import VariantSpec  # noqa: E402
 from bot.service import DraftService, Member  # noqa: E402
 from bot.stats import Rate  # noqa: E402
 from generation.training import TrainingConfig  # noqa: E402
@@ -279,6 +286,37 @@ async def fresh_drafts(service: DraftService, count: int, rng: random.Random, co
     return texts, products
 
 
+async def live_experiment(service: DraftService, candidate: str, args: argparse.Namespace,
+                          rng: random.Random) -> str:
+    """Base (A) and `candidate` (B) share new ad drafts, blind, in rounds, each rated by the member who asked,
+    until the rule names a winner or --live-max drafts; the chart goes to --chart. Returns the verdict line."""
+    experiment = await service.experiments.start("ad", [VariantSpec(BASE_VERSION), VariantSpec(candidate)], by="bench")
+    started, written = time.perf_counter(), 0
+
+    def job(index: int) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            member, product = team_member(index), FRESH_PRODUCTS[index % len(FRESH_PRODUCTS)]
+            draft_id, text = await write(service, member, product, rng.choice(AUDIENCES), rng.choice(TONES))
+            await service.rate(member, draft_id, approved(text, product))
+        return run
+
+    while True:
+        await bounded([job(written + index) for index in range(args.live_round)], args.concurrency)
+        written += args.live_round
+        report = await service.experiments.report("ad", experiment.id)
+        progress(f"live: {written} drafts, {report.verdict}")
+        if report.winner is not None or written >= args.live_max:
+            break
+    for line in report.table(service.decision_rule):
+        print(line)
+    args.chart.parent.mkdir(parents=True, exist_ok=True)
+    args.chart.write_bytes(await service.stats_chart(
+        f"experiment: A = base, B = {candidate}", experiment_id=experiment.id))
+    counts = ", ".join(f"{tally.version}: {tally.drafts}" for tally in report.tallies)
+    return (f"live: {report.verdict} — after {written} drafts ({counts}), "
+            f"{(time.perf_counter() - started) / 60:.1f} min; chart: {args.chart}")
+
+
 def settings_for(data: Path, args: argparse.Namespace) -> Settings:
     return Settings.model_validate({
         "storage": {"data_dir": str(data)},
@@ -311,6 +349,8 @@ async def run(args: argparse.Namespace) -> None:
             improved = await improve(service, drafts, rng)
         print(f"improvements written by the bench: {improved} (of {sum(not w.ok for w in drafts)} rejected drafts)")
         arms = {"thumbs": (thumbs_data, args.thumbs_method), "thumbs+improved": (improved_data, args.improved_method)}
+        if args.improved_only:
+            del arms["thumbs"]
         evaluations: dict[str, tuple[dict[str, float], dict[str, float]]] = {BASE_VERSION: ({}, {})}
         for arm, (data, method) in arms.items():
             config = TrainingConfig(method=method, epochs=args.epochs, seed=args.seed, batch_size=4, max_length=160)
@@ -328,6 +368,8 @@ async def run(args: argparse.Namespace) -> None:
                   f"evaluation rows {trained.evaluation.rows}")
         scored: list[Scored] = []
         for version, data in ((BASE_VERSION, thumbs_data), ("thumbs", thumbs_data), ("thumbs+improved", improved_data)):
+            if version not in evaluations:
+                continue
             if version != BASE_VERSION:  # served before the engine starts: it loads this version only
                 async with open_service(settings_for(data, args), with_model=False) as service:
                     await service.versions.serve(version.replace("+", "-"), by="bench")
@@ -336,11 +378,18 @@ async def run(args: argparse.Namespace) -> None:
                     texts, products = await fresh_drafts(service, args.fresh, random.Random(args.seed + 1),
                                                          args.concurrency)
             scored.append(Scored(version, texts, products, *evaluations[version]))
+        live = ""
+        if args.live_max:
+            with report.stage("live experiment: base vs thumbs+improved"):
+                async with open_service(settings_for(improved_data, args)) as service:
+                    live = await live_experiment(service, "thumbs-improved", args, random.Random(args.seed + 2))
         print_table(scored, report)
         minutes = (time.perf_counter() - started) / 60
         rates = {s.version: s.rate.percent() for s in scored}
-        print(f"loop: base {rates[BASE_VERSION]}, thumbs {rates['thumbs']}, thumbs+improved {rates['thumbs+improved']}, "
-              f"{args.fresh} fresh prompts, {minutes:.1f} min")
+        print(f"loop: base {rates[BASE_VERSION]}, thumbs {rates.get('thumbs', '—')}, "
+              f"thumbs+improved {rates['thumbs+improved']}, {args.fresh} fresh prompts, {minutes:.1f} min")
+        if live:
+            print(live)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -381,6 +430,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--improved-only", action="store_true", help="train and score the thumbs+improved arm only")
+    parser.add_argument("--live-max", type=int, default=480,
+                        help="most drafts the live experiment writes before it stops without a winner (0: no live stage)")
+    parser.add_argument("--live-round", type=int, default=32, help="drafts per round between two looks at the verdict")
+    parser.add_argument("--chart", type=Path, default=Path("loop-experiment.png"), help="where the live stage's chart goes")
     parser.add_argument("--keep", action="store_true", help="keep the data folders (printed at the end)")
     asyncio.run(run(parser.parse_args()))
 
