@@ -38,6 +38,7 @@ from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
 from bot.stats import DecisionRule
+from bot.templates import Templates
 from bot.versions import ModelVersions
 from generation import (
     TASKS,
@@ -203,6 +204,7 @@ class DraftService:
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
         self._versions = versions
+        self.templates = Templates(repository, self._served, max_new_tokens=policy.engine.max_new_tokens)
 
     @property
     def versions(self) -> ModelVersions:
