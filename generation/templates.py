@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from generation.catalogue import Task, platform_of
@@ -107,11 +107,27 @@ def version_name(task_name: str, number: int) -> str:
     return f"{task_name}-v{number}"
 
 
+@dataclass(frozen=True)
+class VoicedTask(Task):
+    """A task rendering with a version whose brand voice also reaches platform drafts, whose layout writes
+    a system prompt of its own."""
+
+    brand_voice: str = ""
+
+    def render(self, inputs: Mapping[str, str]) -> Prompt:
+        prompt = super().render(inputs)
+        if not self.brand_voice or prompt.system == self.system_prompt:
+            return prompt
+        return Prompt(f"{prompt.system}\n\n{self.brand_voice}", prompt.user)
+
+
 def apply(task: Task, template: PromptTemplate) -> Task:
     """The task rendering with this version: its system prompt (the brand voice written in), its template."""
     voice = template.brand_voice.instructions()
     system = f"{template.system_prompt.strip()}\n\n{voice}" if voice else template.system_prompt.strip()
-    return replace(task, system_prompt=system, template=template.template, template_version=template.name)
+    same = {spec.name: getattr(task, spec.name) for spec in fields(Task)}
+    return replace(VoicedTask(**same), system_prompt=system, template=template.template,
+                   template_version=template.name, brand_voice=voice)
 
 
 def check(task: Task, template: PromptTemplate, *, context_tokens: int,
@@ -142,8 +158,8 @@ def estimate_tokens(prompt: Prompt) -> int:
 
 
 def _check_placeholders(task: Task, template: str) -> None:
-    fields = [spec.name for spec in task.fields]
-    allowed = ", ".join(f"{{{name}}}" for name in fields)
+    names = [spec.name for spec in task.fields]
+    allowed = ", ".join(f"{{{name}}}" for name in names)
     if not template.strip():
         raise InputError(f"the template is empty; write the request, with placeholders among {allowed}")
     try:
@@ -160,7 +176,7 @@ def _check_placeholders(task: Task, template: str) -> None:
                              f"one of {allowed}")
         if any(mark in name for mark in ".["):
             raise InputError(f"the placeholder {{{name}}} reaches into a field; use the field itself, one of {allowed}")
-        if name not in fields:
+        if name not in names:
             raise InputError(f"unknown placeholder {{{name}}} for {task.name}; its fields are {allowed}")
         if spec or conversion:
             raise InputError(f"the placeholder {{{name}}} carries a format ({name}{'!' + conversion if conversion else ''}"
