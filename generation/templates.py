@@ -134,9 +134,7 @@ def check(task: Task, template: PromptTemplate, *, context_tokens: int,
           count_tokens: Callable[[Prompt], int]) -> None:
     """Refuse, with the reason, a version a draft could fail on: placeholders that are not the task's
     fields, or a longest prompt that leaves its token budget no room in `context_tokens`."""
-    if not template.system_prompt.strip():
-        raise InputError("the system prompt is empty; write what the model is and what it writes")
-    _check_placeholders(task, template.template)
+    check_text(task, template)
     applied = apply(task, template)
     for inputs in _longest_requests(task):
         prompt_tokens = count_tokens(applied.render(inputs))
@@ -155,6 +153,13 @@ def estimate_tokens(prompt: Prompt) -> int:
     """A count of the prompt's tokens that errs high, where the engine's tokenizer is not at hand."""
     return sum(round(len(message["content"].encode()) / BYTES_PER_TOKEN_ESTIMATE) + MESSAGE_OVERHEAD_ESTIMATE
                for message in prompt.messages())
+
+
+def check_text(task: Task, version: PromptTemplate) -> None:
+    """The part of `check` that needs no tokenizer, so a front-end can refuse a version before loading a model."""
+    if not version.system_prompt.strip():
+        raise InputError("the system prompt is empty; write what the model is and what it writes")
+    _check_placeholders(task, version.template)
 
 
 def _check_placeholders(task: Task, template: str) -> None:
