@@ -120,8 +120,7 @@ def preview_text(preview: Preview, allowed_domains: tuple[str, ...]) -> str:
         f"**System prompt, as the model reads it**\n{reveal(preview.prompt.system, 800)}",
         f"**Sample request, rendered**\n{reveal(preview.prompt.user, 300)}",
         f"**Sample draft**\n{reveal(shown(preview.text, allowed_domains), 500) or '(the model wrote nothing)'}",
-        f"Save stores it as the next {task} version; new drafts go on using the current one until it is "
-        "promoted in an experiment.",
+        f"Save stores it as the next {task} version; new drafts go on using the current one.",
     ]))
 
 
@@ -143,8 +142,7 @@ class SaveTemplateButton(Button, template=r"copydesk:template-save:(?P<token>[A-
         member = member_of(interaction)
         saved = await in_time(interaction, service_of(interaction).templates.save_preview(
             self.token, by=member.id, guild_id=member.guild_id))
-        await tell(interaction, f"Saved as **{saved.name}**. `/templates show {saved.name}` shows it; an experiment "
-                                "can put it beside the current version.")
+        await tell(interaction, f"Saved as **{saved.name}**; `/templates show {saved.name}` shows it.")
 
 
 def _input(label: str, custom_id: str, default: str, *, short: bool = False) -> discord.ui.TextInput[TemplateForm]:
