@@ -8,11 +8,13 @@ offer a Save button that stores exactly what the moderator saw (a restart forget
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from bot.errors import ServiceError
 from generation import TASKS, EngineConfig, LocalEngine, Prompt, Task, get_task
@@ -22,16 +24,18 @@ from generation.templates import (
     PromptTemplate,
     apply,
     builtin,
-    check,
     estimate_tokens,
     sample_request,
     version_name,
 )
+from generation.templates import check as check_version
 from storage import Repository, TemplateVersion
 
 PREVIEW_KEEP_S = 15 * 60.0  # as long as Discord lets a moderator act on the preview's message
 PREVIEWS_KEPT = 100  # unsaved previews held at once; the oldest go first
 FIRST_STORED = 2  # the built-in prompt is version 1
+EXPIRES = "what is not saved waits 15 minutes, and a restart forgets it"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,40 @@ class Preview:
     text: str
 
 
+class Expiring(Generic[T]):
+    """Values kept for PREVIEW_KEEP_S under a token hard to guess, at most PREVIEWS_KEPT at once (oldest go first)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, T]] = {}
+
+    def put(self, value: T, token: str | None = None) -> str:
+        self._forget_old()
+        while len(self._items) >= PREVIEWS_KEPT:
+            del self._items[next(iter(self._items))]
+        token = token or new_token()
+        self._items[token] = (time.monotonic(), value)
+        return token
+
+    def get(self, token: str) -> T | None:
+        self._forget_old()
+        kept = self._items.get(token)
+        return None if kept is None else kept[1]
+
+    def pop(self, token: str) -> T | None:
+        found = self.get(token)
+        self._items.pop(token, None)
+        return found
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for token in [token for token, (when, _) in self._items.items() if now - when > PREVIEW_KEEP_S]:
+            del self._items[token]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(12)
+
+
 class Templates:
     """Preview, save, list and show template versions, and the task a draft of a version renders with."""
 
@@ -53,29 +91,29 @@ class Templates:
         self._repository = repository
         self._served = served
         self._max_new_tokens = max_new_tokens  # the deployment's cap, which drafts get too
-        self._previews: dict[str, tuple[float, Preview]] = {}  # token → (when shown, preview)
-        self._saved: dict[str, str] = {}  # preview token → the name it was saved as
+        self._previews: Expiring[Preview] = Expiring()
+        self._saved: Expiring[str] = Expiring()  # preview token → the name it was saved as
+        self._unsaved: Expiring[tuple[str, dict[str, str]]] = Expiring()  # a form's texts, to edit them again
 
     async def preview(self, task_name: str, system_prompt: str, template: str, brand_voice: BrandVoice, *,
                       by: str, inputs: Mapping[str, str] | None = None) -> Preview:
         """Check the version, render it on `inputs` (the task's sample request by default) and write one draft
         with the engine; nothing is stored."""
         task = get_task(task_name)
-        version = self._checked(task, PromptTemplate(f"{task.name}-preview", task.name, system_prompt, template,
-                                                     brand_voice))
+        version = await self.check(task_name, system_prompt, template, brand_voice)
         applied = apply(task, version)
         values = applied.validate(inputs if inputs is not None else sample_request(task))
         prompt = applied.render(values)
         text = await self._write(prompt, applied, values, by)
-        preview = Preview(secrets.token_urlsafe(12), version, values, prompt, text)
-        self._keep(preview)
+        preview = Preview(new_token(), version, values, prompt, text)
+        self._previews.put(preview, preview.token)
         return preview
 
     async def save(self, task_name: str, system_prompt: str, template: str, brand_voice: BrandVoice, *,
                    by: str, guild_id: str | None = None) -> PromptTemplate:
         """Check and store the task's next version, logged in the moderation log."""
         task = get_task(task_name)
-        self._checked(task, PromptTemplate(f"{task.name}-new", task.name, system_prompt, template, brand_voice))
+        await self.check(task_name, system_prompt, template, brand_voice)
         row = await self._repository.create_template_version(
             task=task.name, name_for=lambda stored: version_name(task.name, FIRST_STORED + stored),
             system_prompt=system_prompt, template=template, brand_voice=brand_voice.as_dict(), created_by=by)
@@ -85,18 +123,27 @@ class Templates:
 
     async def save_preview(self, token: str, *, by: str, guild_id: str | None = None) -> PromptTemplate:
         """Store the version a preview showed; saving it again answers with the name it was saved as."""
-        if token in self._saved:
-            raise ServiceError(f"this preview was saved already, as {self._saved[token]}")
-        self._forget_old()
-        kept = self._previews.pop(token, None)
-        if kept is None:
-            raise ServiceError("this preview has expired (previews wait 15 minutes, and a restart forgets them); "
-                               "please write the version again")
-        version = kept[1].version
+        if (name := self._saved.get(token)) is not None:
+            raise ServiceError(f"this preview was saved already, as {name}")
+        preview = self._previews.pop(token)
+        if preview is None:
+            raise ServiceError(f"this preview has expired ({EXPIRES}); please write the version again")
+        version = preview.version
         saved = await self.save(version.task, version.system_prompt, version.template, version.brand_voice,
                                 by=by, guild_id=guild_id)
-        self._saved[token] = saved.name
+        self._saved.put(saved.name, token)
         return saved
+
+    def keep_unsaved(self, task_name: str, texts: Mapping[str, str]) -> str:
+        """Keep what a moderator wrote, refused or previewed, so a front-end can let them edit it again."""
+        return self._unsaved.put((get_task(task_name).name, dict(texts)))
+
+    def unsaved(self, token: str) -> tuple[str, dict[str, str]]:
+        """The task and texts `keep_unsaved` kept under `token`."""
+        kept = self._unsaved.get(token)
+        if kept is None:
+            raise ServiceError(f"what you wrote has expired ({EXPIRES}); please start again")
+        return kept
 
     async def list(self, task_name: str | None = None) -> list[PromptTemplate]:
         """Each task's versions, the built-in first, oldest to newest."""
@@ -124,12 +171,19 @@ class Templates:
                                f"{task.name} one")
         return task if version.name == task.template_version else apply(task, version)
 
-    def _checked(self, task: Task, version: PromptTemplate) -> PromptTemplate:
+    async def check(self, task_name: str, system_prompt: str, template: str,
+                    brand_voice: BrandVoice) -> PromptTemplate:
+        """The version, unsaved (named `<task>-preview`), if a draft of it cannot fail on its placeholders or
+        its length; else InputError with the reason. Milliseconds (off the loop: the tokenizer counts), so a
+        front-end may check before it acknowledges."""
+        task = get_task(task_name)
+        version = PromptTemplate(f"{task.name}-preview", task.name, system_prompt, template, brand_voice)
         engine = self._served.current if self._served is not None else None
         if isinstance(engine, LocalEngine):
-            check(task, version, context_tokens=engine.context_tokens, count_tokens=engine.count_tokens)
+            await asyncio.to_thread(check_version, task, version, context_tokens=engine.context_tokens,
+                                    count_tokens=engine.count_tokens)
         else:  # served over HTTP, or no engine in this process: an estimate that errs high
-            check(task, version, context_tokens=EngineConfig.max_context_tokens, count_tokens=estimate_tokens)
+            check_version(task, version, context_tokens=EngineConfig.max_context_tokens, count_tokens=estimate_tokens)
         return version
 
     async def _write(self, prompt: Prompt, task: Task, values: Mapping[str, str], by: str) -> str:
@@ -141,17 +195,6 @@ class Templates:
                                                         owner=by):
             text = update.text
         return text.strip()
-
-    def _keep(self, preview: Preview) -> None:
-        self._forget_old()
-        while len(self._previews) >= PREVIEWS_KEPT:
-            del self._previews[next(iter(self._previews))]
-        self._previews[preview.token] = (time.monotonic(), preview)
-
-    def _forget_old(self) -> None:
-        now = time.monotonic()
-        for token in [token for token, (when, _) in self._previews.items() if now - when > PREVIEW_KEEP_S]:
-            del self._previews[token]
 
 
 def _version(row: TemplateVersion) -> PromptTemplate:
