@@ -49,22 +49,34 @@ async def test_a_moderator_writes_previews_and_saves_a_version_and_members_are_r
     assert prefilled == {"system": TASKS["ad"].system_prompt, "template": TASKS["ad"].template, "tone": None,
                          "words": "use: \nnever: ", "sample": None}
 
-    bad = await fake.submit_modal(MODAL, {**GOOD, "template": "An ad for {product} by {brand}, for {audience}."},
-                                  user=mia)
+    bad_template = "An ad for {product} by {brand}, for {audience}."
+    bad = await fake.submit_modal(MODAL, {**GOOD, "template": bad_template}, user=mia)
     answer = (await bad.wait_for_response())["data"]
     assert answer["content"].startswith("⚠️ unknown placeholder {brand} for ad") and answer["flags"] == EPHEMERAL
+    refusal = await bad.wait_for_original()
+    [edit] = custom_ids(refusal)
+    assert (await (await fake.click_button(refusal, edit, user=alice)).wait_for_response())["data"]["content"] \
+        == ONLY_MODERATORS
+    reopened = await (await fake.click_button(refusal, edit, user=mia)).wait_for_response()
+    assert reopened["type"] == 9 and reopened["data"]["custom_id"] == MODAL
+    kept = {item["custom_id"]: item.get("value") for item in text_inputs(reopened["data"]["components"])}
+    assert kept == {**GOOD, "template": bad_template}  # nothing the moderator wrote is lost
     muddled = await fake.submit_modal(MODAL, {**GOOD, "words": "handmade"}, user=mia)
     assert "starts with neither" in (await muddled.wait_for_response())["data"]["content"]
+    assert rows(database, "SELECT count(*) FROM template_versions") == [(0,)]
 
+    muddled_answer = await muddled.wait_for_original()
+    await (await fake.click_button(muddled_answer, custom_ids(muddled_answer)[0], user=mia)).wait_for_response()
     previewed = await fake.submit_modal(MODAL, GOOD, user=mia)
     assert (await previewed.wait_for_response())["type"] == DEFERRED
-    [preview] = await fake.wait_for(lambda: previewed.followups or None, timeout=120)
+    [preview] = await fake.wait_for(lambda: previewed.followups or None, timeout=300)
     assert preview["flags"] & EPHEMERAL
     assert "Preview of a new ad prompt version" in preview["content"]
     assert "Never use these words: cheap, deal." in preview["content"]
     assert "Made slowly, to last." in preview["content"] and "Sample draft" in preview["content"]
     assert len(preview["content"]) <= 2000
-    [save] = custom_ids(preview)
+    save, edit_previewed = custom_ids(preview)
+    assert save.startswith("copydesk:template-save:") and edit_previewed.startswith("copydesk:template-edit:")
     assert rows(database, "SELECT count(*) FROM template_versions") == [(0,)]
 
     not_allowed = await fake.click_button(preview, save, user=alice)

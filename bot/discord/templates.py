@@ -9,7 +9,8 @@ version, logged. Nothing is stored before Save; the preview waits 15 minutes (bo
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import discord
 from discord import app_commands
@@ -20,6 +21,7 @@ from bot.discord.context import Interaction, member_of, require_moderator, servi
 from bot.discord.errors import in_time, tell
 from bot.discord.model_text import shown
 from bot.discord.safe_text import reveal
+from bot.errors import MEMBER_ERRORS
 from bot.templates import Preview
 from generation import TASKS, InputError, get_task
 from generation.templates import BrandVoice, PromptTemplate, words
@@ -28,6 +30,11 @@ MESSAGE_LIMIT = 2000  # characters of a message's content (Discord's limit)
 INPUT_MAX_CHARS = 4000  # Discord's limit for a form's text input
 USE, NEVER = "use:", "never:"
 WORDS_HELP = f"one line `{USE} words, to, use` and one `{NEVER} words, never, to, use`"
+# The form's inputs: custom_id, label, required, short.
+FORM_INPUTS = (("system", "System prompt", True, False), ("template", "Template ({field} for each field)", True, False),
+               ("tone", "Tone words, separated by commas", False, True),
+               ("words", "Words to use / never to use", False, False),
+               ("sample", "A sample of house copy (optional)", False, False))
 
 templates_group = app_commands.Group(name="templates", description="Moderators: versions of each task's prompt",
                                      guild_only=True, default_permissions=discord.Permissions(manage_messages=True))
@@ -78,38 +85,42 @@ def version_text(version: PromptTemplate) -> str:
 
 class TemplateForm(Form, title="New prompt version"):
     """Five inputs, Discord's most: system prompt, template, tone words, words to use and never to use,
-    a sample of house copy; the first two prefilled with the task's built-in prompt."""
+    a sample of house copy; prefilled with the task's built-in prompt, or with what the moderator wrote."""
 
-    def __init__(self, task_name: str) -> None:
+    def __init__(self, task_name: str, texts: Mapping[str, str] | None = None) -> None:
         super().__init__(None, custom_id=f"copydesk:template-modal:{task_name}")
         task = get_task(task_name)
+        written = texts or {"system": task.system_prompt, "template": task.template, "words": f"{USE} \n{NEVER} "}
         self.task_name = task_name
         self.title = f"New version of the {task_name} prompt"
-        self.system: discord.ui.TextInput[TemplateForm] = _input("System prompt", "system", task.system_prompt)
-        self.template: discord.ui.TextInput[TemplateForm] = _input(
-            "Template ({field} for each field)", "template", task.template)
-        self.tone: discord.ui.TextInput[TemplateForm] = _input("Tone words, separated by commas", "tone", "",
-                                                               short=True)
-        self.words: discord.ui.TextInput[TemplateForm] = _input("Words to use / never to use", "words",
-                                                                f"{USE} \n{NEVER} ")
-        self.sample: discord.ui.TextInput[TemplateForm] = _input("A sample of house copy (optional)", "sample", "")
-        for item in (self.system, self.template, self.tone, self.words, self.sample):
+        self.inputs = {custom_id: discord.ui.TextInput[TemplateForm](
+            label=label, custom_id=custom_id, default=written.get(custom_id) or None, required=required,
+            max_length=200 if short else INPUT_MAX_CHARS,
+            style=discord.TextStyle.short if short else discord.TextStyle.paragraph)
+            for custom_id, label, required, short in FORM_INPUTS}
+        for item in self.inputs.values():
             self.add_item(item)
 
     async def submit(self, interaction: Interaction) -> None:
         if not await require_moderator(interaction):
             return
-        use, avoid = _use_and_avoid(self.words.value)
-        voice = BrandVoice(tone=words(self.tone.value, "tone words"), use=use, avoid=avoid,
-                           sample=self.sample.value.strip())
+        texts = {custom_id: item.value for custom_id, item in self.inputs.items()}
+        templates = service_of(interaction).templates
+        edit = EditTemplateButton(templates.keep_unsaved(self.task_name, texts))
+        try:
+            use, avoid = _use_and_avoid(texts["words"])
+            voice = BrandVoice(tone=words(texts["tone"], "tone words"), use=use, avoid=avoid,
+                               sample=texts["sample"].strip())
+            await templates.check(self.task_name, texts["system"], texts["template"], voice)  # at once, if refused
+        except MEMBER_ERRORS as error:  # what was written is kept: the moderator fixes it rather than starts again
+            await interaction.response.send_message(f"⚠️ {error}", view=_view(edit), ephemeral=True)
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)  # the sample draft takes seconds
-        member = member_of(interaction)
-        preview = await service_of(interaction).templates.preview(
-            self.task_name, self.system.value, self.template.value, voice, by=member.id)
-        view = discord.ui.View(timeout=None)
-        view.add_item(SaveTemplateButton(preview.token))
-        await interaction.followup.send(preview_text(preview, interaction.client.links_allowed_domains), view=view,
-                                        ephemeral=True, suppress_embeds=True)
+        preview = await templates.preview(self.task_name, texts["system"], texts["template"], voice,
+                                          by=member_of(interaction).id)
+        await interaction.followup.send(preview_text(preview, interaction.client.links_allowed_domains),
+                                        view=_view(SaveTemplateButton(preview.token), edit), ephemeral=True,
+                                        suppress_embeds=True)
 
 
 def preview_text(preview: Preview, allowed_domains: tuple[str, ...]) -> str:
@@ -124,19 +135,36 @@ def preview_text(preview: Preview, allowed_domains: tuple[str, ...]) -> str:
     ]))
 
 
-class SaveTemplateButton(Button, template=r"copydesk:template-save:(?P<token>[A-Za-z0-9_-]{1,40})"):
+class TemplateButton(Button):
+    """A moderator's button about what `Templates` keeps under a token: `copydesk:template-<action>:<token>`."""
+
+    action: ClassVar[str]
+    label: ClassVar[str]
+    emoji: ClassVar[str]
+    style: ClassVar[discord.ButtonStyle]
+
+    def __init_subclass__(cls, *, action: str, **kwargs: Any) -> None:
+        super().__init_subclass__(template=rf"copydesk:template-{action}:(?P<token>[A-Za-z0-9_-]{{1,40}})", **kwargs)
+        cls.action = action
+
     def __init__(self, token: str) -> None:
         self.token = token
-        super().__init__(discord.ui.Button(label="Save", emoji="💾", style=discord.ButtonStyle.primary,
-                                           custom_id=f"copydesk:template-save:{token}"))
+        super().__init__(discord.ui.Button(label=self.label, emoji=self.emoji, style=self.style,
+                                           custom_id=f"copydesk:template-{self.action}:{token}"))
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction[Any], item: Any,
-                             match: re.Match[str]) -> SaveTemplateButton:
+                             match: re.Match[str]) -> TemplateButton:
         return cls(match["token"])
 
     async def check(self, interaction: Interaction) -> bool:
         return await require_moderator(interaction)
+
+
+class SaveTemplateButton(TemplateButton, action="save"):
+    """Stores the version the preview showed."""
+
+    label, emoji, style = "Save", "💾", discord.ButtonStyle.primary
 
     async def on_click(self, interaction: Interaction) -> None:
         member = member_of(interaction)
@@ -145,10 +173,21 @@ class SaveTemplateButton(Button, template=r"copydesk:template-save:(?P<token>[A-
         await tell(interaction, f"Saved as **{saved.name}**; `/templates show {saved.name}` shows it.")
 
 
-def _input(label: str, custom_id: str, default: str, *, short: bool = False) -> discord.ui.TextInput[TemplateForm]:
-    return discord.ui.TextInput(label=label, custom_id=custom_id, default=default or None, required=custom_id in
-                                ("system", "template"), max_length=200 if short else INPUT_MAX_CHARS,
-                                style=discord.TextStyle.short if short else discord.TextStyle.paragraph)
+class EditTemplateButton(TemplateButton, action="edit"):
+    """Opens the form again with what the moderator wrote (refused, or previewed)."""
+
+    label, emoji, style = "Edit", "✏️", discord.ButtonStyle.secondary
+
+    async def on_click(self, interaction: Interaction) -> None:
+        task_name, texts = service_of(interaction).templates.unsaved(self.token)
+        await interaction.response.send_modal(TemplateForm(task_name, texts))
+
+
+def _view(*buttons: Button) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in buttons:
+        view.add_item(button)
+    return view
 
 
 def _use_and_avoid(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
