@@ -35,6 +35,7 @@ from generation.compliance import RulesError, load_rules
 from generation.compliance import check as compliance_check
 from generation.language import AUTO, LANGUAGES
 from generation.platforms import PlatformDraft, get_platform
+from generation.templates import BrandVoice, PromptTemplate, check_text, words
 from generation.training import METHODS
 from storage import (
     EXPORT_CHOICES,
@@ -708,6 +709,93 @@ def _scores(evaluation: dict[str, Any], name: str) -> str:
     mine, against = scores.get(name, {}), scores.get(evaluation.get("against", ""), {})
     return ", ".join(f"{measure} {value:.3f} (vs {against.get(measure, float('nan')):.3f})"
                      for measure, value in mine.items())
+
+
+@main.group()
+def templates() -> None:
+    """Versions of each task's prompt and brand voice: write a new one (previewed first), list, show."""
+
+
+@templates.command("new")
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.option("--system", "system_file", type=_Path(dir_okay=False), required=True,
+              help="A file with the system prompt.")
+@click.option("--template", "template_file", type=_Path(dir_okay=False), required=True,
+              help="A file with the template: the request, with {field} for each of the task's fields.")
+@click.option("--tone", multiple=True, help="Tone words, separated by commas (repeatable).")
+@click.option("--use", multiple=True, help="Words to use where they fit, separated by commas (repeatable).")
+@click.option("--avoid", multiple=True, help="Words never to use, separated by commas (repeatable).")
+@click.option("--sample", "sample_file", type=_Path(dir_okay=False), help="A file with a sample of house copy.")
+@click.option("--preview-only", is_flag=True, help="Show the rendered prompt and a sample draft; store nothing.")
+@click.option("--user", default=getpass.getuser, show_default="your login name", help="Who writes it (for the log).")
+@click.pass_context
+def templates_new(context: click.Context, task: str, system_file: Path, template_file: Path, tone: tuple[str, ...],
+                  use: tuple[str, ...], avoid: tuple[str, ...], sample_file: Path | None, preview_only: bool,
+                  user: str) -> None:
+    """Preview a new version of TASK's prompt on a sample request, then save it as the task's next version."""
+    settings = _settings(context)
+    with _user_errors():
+        system, template = _text_file(system_file, "--system"), _text_file(template_file, "--template")
+        voice = BrandVoice(tone=words("\n".join(tone), "--tone"), use=words("\n".join(use), "--use"),
+                           avoid=words("\n".join(avoid), "--avoid"),
+                           sample=_text_file(sample_file, "--sample").strip() if sample_file else "")
+        check_text(get_task(task), PromptTemplate(f"{task}-new", task, system, template, voice))  # before the model loads
+
+    async def write() -> None:
+        click.echo("loading the model…", err=True)
+        async with open_service(settings) as service:
+            preview = await service.templates.preview(task, system, template, voice, by=f"cli:{user}")
+            click.echo(f"system prompt:\n{preview.prompt.system}\n\nsample request:\n{preview.prompt.user}\n\n"
+                       f"sample draft:\n{preview.text}\n")
+            if preview_only:
+                click.echo("not saved (--preview-only)")
+                return
+            saved = await service.templates.save(task, system, template, voice, by=f"cli:{user}")
+        click.echo(f"saved as {saved.name}")
+
+    _run(write())
+
+
+@templates.command("list")
+@click.option("--task", type=click.Choice(list(TASKS)), help="Only this task's versions.")
+@click.pass_context
+def templates_list(context: click.Context, task: str | None) -> None:
+    """Every task's template versions (or one task's), the built-in first."""
+    for version in _stored(context, lambda service: service.templates.list(task)):
+        built_in = "\tbuilt-in" if version.name == get_task(version.task).template_version else ""
+        click.echo(f"{version.name}\t{version.task}{built_in}\t{' '.join(version.template.split())}")
+
+
+@templates.command("show")
+@click.argument("name")
+@click.pass_context
+def templates_show(context: click.Context, name: str) -> None:
+    """One template version, whole: system prompt, template, brand voice."""
+    version = _stored(context, lambda service: service.templates.show(name))
+    voice = version.brand_voice
+    click.echo(f"name: {version.name}\ntask: {version.task}\nsystem prompt:\n{version.system_prompt}\n"
+               f"template:\n{version.template}")
+    for label, chosen in (("tone", voice.tone), ("use", voice.use), ("avoid", voice.avoid)):
+        click.echo(f"{label}: {', '.join(chosen)}")
+    click.echo(f"sample:\n{voice.sample}")
+
+
+def _stored(context: click.Context, read: Callable[[DraftService], Awaitable[T]]) -> T:
+    """What `read` finds in the database, without loading the model."""
+    settings = _settings(context)
+
+    async def reading() -> T:
+        async with open_service(settings, with_model=False) as service:
+            return await read(service)
+
+    return _run(reading())
+
+
+def _text_file(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint=option) from None
 
 
 CONSENT_HINT = (

@@ -100,7 +100,7 @@ class ExperimentReport:
 
     def table(self, rule: DecisionRule) -> list[str]:
         """The heading, then per variant its figures with the head-to-head wins, the rule and the verdict."""
-        return [*self.heading(), "", *version_table(self.tallies, rule, self.head_to_head)]
+        return [*self.heading(), "", *version_table(self.tallies, rule, self.head_to_head, self.verdict)]
 
 
 def draw(arms: Sequence[ExperimentVariant], point: float) -> ExperimentVariant:

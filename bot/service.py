@@ -40,6 +40,7 @@ from bot.metrics import Metrics
 from bot.moderation import Moderation
 from bot.privacy import Privacy
 from bot.stats import DecisionRule
+from bot.templates import Templates
 from bot.versions import ModelVersions
 from generation import (
     TASKS,
@@ -50,7 +51,6 @@ from generation import (
     InputError,
     Prompt,
     Sampling,
-    Task,
     get_task,
 )
 from generation.catalogue import platform_of
@@ -208,16 +208,10 @@ class DraftService:
         self.moderation = Moderation(repository)
         self.privacy = Privacy(repository, policy.member_key, consent_default=policy.privacy.training_consent_default)
         self._versions = versions
-        self.experiments = Experiments(repository, self._task_version,
+        self.templates = Templates(repository, self._served, max_new_tokens=policy.engine.max_new_tokens)
+        self.experiments = Experiments(repository, self.templates.task_for,
                                        assignment=Assignment(policy.experiments.assignment),
                                        rule=policy.stats.rule(), check_servable=self._check_servable)
-
-    async def _task_version(self, task_name: str, template_version: str) -> Task:
-        """The task as `template_version` renders it."""
-        task = get_task(task_name)
-        if template_version == task.template_version:
-            return task
-        raise ServiceError(f"there is no template version {template_version!r} of {task_name!r}")
 
     async def _check_servable(self, name: str) -> None:
         if self._versions is not None:

@@ -115,10 +115,11 @@ class DecisionRule:
 HeadToHead = Mapping[str, tuple[int, int]]  # a variant's label → (wins, losses) between sibling drafts
 
 
-def version_table(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None) -> list[str]:
+def version_table(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None,
+                  verdict: str | None = None) -> list[str]:
     """Per version: drafts, 👍 rate with its interval, feedback per draft, speed, length, chance to be best;
     then the rule and its verdict. A Markdown table, for a terminal or a file. In an experiment, per variant,
-    with its head-to-head wins."""
+    with its head-to-head wins, and the experiment's `verdict` (which counts its variants without drafts too)."""
     chances = _chances(tallies)
     columns = ["version" if head_to_head is None else "variant", "drafts", "rated", "👍 rate (Wilson 95 %)",
                "improvements / draft", "flags / draft", "median first token", "median tokens", "P(best)",
@@ -126,10 +127,11 @@ def version_table(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_h
     lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
     lines += ["| " + " | ".join(_cells(tally, chances.get(tally.version), head_to_head).values()) + " |"
               for tally in tallies]
-    return [*lines, "", *_verdict(tallies, rule)]
+    return [*lines, "", *_verdict(tallies, rule, verdict)]
 
 
-def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None) -> list[str]:
+def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_head: HeadToHead | None = None,
+                  verdict: str | None = None) -> list[str]:
     """The same facts a line per version, for a chat message (a ten-column table wraps there)."""
     chances = _chances(tallies)
     lines = []
@@ -140,7 +142,7 @@ def version_lines(tallies: Sequence[VersionTally], rule: DecisionRule, head_to_h
                      f"{cell['ttft']} · {cell['tokens']} tokens"
                      + (f" · P(best) {cell['best']}, expected loss {cell['loss']}" if tally.version in chances else "")
                      + (f" · head-to-head {cell['h2h']}" if "h2h" in cell else ""))
-    return [*lines, *_verdict(tallies, rule)]
+    return [*lines, *_verdict(tallies, rule, verdict)]
 
 
 def _cells(tally: VersionTally, chance: Chance | None, head_to_head: HeadToHead | None) -> dict[str, str]:
@@ -170,8 +172,8 @@ def chances_among(votes: Mapping[str, tuple[int, int]], *, draws: int = 200_000)
     return dict(zip(voted, chances, strict=True))
 
 
-def _verdict(tallies: Sequence[VersionTally], rule: DecisionRule) -> list[str]:
-    return [rule.describe(), "verdict: " + rule.verdict([(t.version, t.up, t.down) for t in tallies])]
+def _verdict(tallies: Sequence[VersionTally], rule: DecisionRule, verdict: str | None) -> list[str]:
+    return [rule.describe(), "verdict: " + (verdict or rule.verdict([(t.version, t.up, t.down) for t in tallies]))]
 
 
 def stats_title(task: str | None, since: datetime | None) -> str:

@@ -205,6 +205,15 @@ class LocalEngine:
             pending.cancel()
         await asyncio.to_thread(self._manager.stop, block=True, hard_stop=True)
 
+    @property
+    def context_tokens(self) -> int:
+        """The most tokens one request may span, prompt and draft together."""
+        return self._config.max_context_tokens
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """The prompt's tokens as this model reads it, chat template included (template versions are checked so)."""
+        return len(self._encode(prompt))
+
     def _encode(self, prompt: Prompt) -> list[int]:
         return list(self._tokenizer.apply_chat_template(
             prompt.messages(), add_generation_prompt=True, tokenize=True, return_dict=False,

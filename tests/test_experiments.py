@@ -16,6 +16,7 @@ from bot.config import LimitSettings
 from bot.errors import ServiceError
 from bot.experiments import ExperimentReport, VariantSpec, draw, member_point
 from bot.service import DraftService, Member, Policy
+from generation.templates import BrandVoice
 from storage import BASE_VERSION, Assignment, ExperimentVariant, Repository, open_database
 from test_cli import copydesk
 
@@ -101,13 +102,30 @@ async def test_an_experiment_routes_new_drafts_and_regenerate_goes_to_the_other_
     assert Counter(draft.variant for draft in together) == {"A": 2, "B": 2}
 
 
+async def test_a_template_version_against_the_built_in_prompt(service: DraftService) -> None:
+    saved = await service.templates.save("ad", "You write copy for Puddle & Co.", "A {tone} ad for {product}, for "
+                                         "{audience}.", BrandVoice(tone=("warm",), avoid=("cheap",)), by="mod")
+    assert saved.name == "ad-v2"
+    await service.experiments.start("ad", [VariantSpec(), VariantSpec(template_version="ad-v2")], by="mod")
+    drafts = [await service.create_draft(Member(f"m{n}"), "ad", AD) for n in range(40)]
+    rendered = {(draft.variant, draft.template_version, draft.model_version, draft.user_prompt.split("\n")[0])
+                for draft in drafts}
+    assert rendered == {("A", "ad-v1", BASE_VERSION, "Write a friendly advertisement for rain boots, aimed at commuters."),
+                        ("B", "ad-v2", BASE_VERSION, "A friendly ad for rain boots, for commuters.")}
+    assert all(("Never use these words: cheap" in draft.system_prompt) == (draft.variant == "B") for draft in drafts)
+    await service.experiments.promote("ad", "B", by="mod")
+    assert (await service.create_draft(Member("m"), "ad", AD)).template_version == "ad-v2"
+
+
 async def test_one_experiment_per_task_and_bad_variants_are_refused(service: DraftService,
                                                                     repository: Repository) -> None:
     with pytest.raises(ServiceError, match="no model version named 'v9'"):
         await service.experiments.start("ad", [VariantSpec(BASE_VERSION), VariantSpec("v9")], by="mod")
-    with pytest.raises(ServiceError, match="no template version 'ad-v7'"):
+    with pytest.raises(ServiceError, match="no template version named 'ad-v7'"):
         await service.experiments.start("ad", [VariantSpec(BASE_VERSION), VariantSpec(template_version="ad-v7")],
                                         by="mod")
+    with pytest.raises(ServiceError, match="'blog-v1' belongs to the blog task, not to ad"):
+        await service.experiments.start("ad", [VariantSpec(), VariantSpec(template_version="blog-v1")], by="mod")
     with pytest.raises(ServiceError, match="2 to 4 variants"):
         await service.experiments.start("ad", [VariantSpec(BASE_VERSION)], by="mod")
     with pytest.raises(ServiceError, match="the same model version with the same template"):
@@ -228,3 +246,22 @@ async def test_the_cli_runs_an_experiment_from_start_to_rollback(tmp_path: Path,
     assert "nothing to roll back" in run("experiment", "rollback", "ad").stderr
     unservable = run("experiment", "start", "ad", "--variant", "model=base", "--variant", "model=v2,share=3")
     assert unservable.returncode == 1 and "model version 'v2' cannot be served" in unservable.stderr
+    database = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'copydesk.sqlite3'}")
+    await Repository(database).create_template_version(
+        task="ad", name_for=lambda stored: f"ad-v{stored + 2}", system_prompt="You write ads.",
+        template="An ad for {product}, for {audience}, {tone}.", brand_voice={}, created_by="ops")
+    await database.close()
+    started = run("experiment", "start", "ad", "--variant", "template=ad-v1", "--variant", "template=ad-v2,share=3",
+                  "--assignment", "member", "--user", "ops")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.splitlines()[1:] == ["A = model base, template ad-v1, share 1",
+                                               "B = model base, template ad-v2, share 3"]
+    assert "assignment per member" in started.stdout.splitlines()[0]
+    status = run("experiment", "status", "ad")
+    assert "| variant |" in status.stdout and "verdict: not enough yet: 0 of 100 counted votes for A" in status.stdout
+    assert run("stats", "--experiment", "1").stdout == status.stdout
+    assert "names no winner yet" in run("experiment", "promote", "ad").stderr
+    promoted = run("experiment", "promote", "ad", "B", "--user", "ops")
+    assert promoted.stdout.startswith("ad now serves model base with template ad-v2 (variant B)"), promoted.stderr
+    assert run("experiment", "rollback", "ad").stdout.strip() == "ad now serves model base with template ad-v1"
+    assert run("experiment", "list").stdout.startswith("#1\tad\tpromoted\t")

@@ -23,6 +23,7 @@ from bot.discord.export import export
 from bot.discord.privacy import privacy_group
 from bot.discord.review import post_for_review, review, status
 from bot.discord.stats import stats
+from bot.discord.templates import templates_group
 from bot.discord.tree import CommandTree
 from bot.discord.versions import models_group
 from bot.service import DraftService
@@ -42,7 +43,7 @@ class CopydeskBot(CopydeskClient):
         super().__init__(service, moderation, exports, **options)
         self.tree = CommandTree(self)
         for command in (*task_commands(TASKS.values()), summarize_message, review, status, stats, privacy_group,
-                        export, models_group, experiment_group):
+                        export, models_group, experiment_group, templates_group):
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:

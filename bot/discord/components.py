@@ -56,10 +56,12 @@ def is_ours(custom_id: str) -> bool:
 
 
 class Form(discord.ui.Modal):
-    """A modal about one draft. Define `submit`; what it raises takes the one error path (as a button's
+    """A modal, about one draft or none. Define `submit`; what it raises takes the one error path (as a button's
     does, rather than through `on_error`, whose signature discord.py's own classes disagree on)."""
 
-    def __init__(self, draft_id: int, custom_id: str) -> None:
+    draft_id: int | None  # a form about one draft declares it `int`, as a button does
+
+    def __init__(self, draft_id: int | None, custom_id: str) -> None:
         super().__init__(custom_id=custom_id)
         self.draft_id = draft_id
 

@@ -58,7 +58,7 @@ async def status(interaction: Interaction, task: str) -> None:
     service = service_of(interaction)
     report = await service.experiments.report(task)
     heading = report.heading()
-    lines = version_lines(report.tallies, service.decision_rule, report.head_to_head)
+    lines = version_lines(report.tallies, service.decision_rule, report.head_to_head, report.verdict)
     chart = await service.stats_chart(f"copydesk · experiment #{report.experiment.id} on {task}",
                                       experiment_id=report.experiment.id)
     await interaction.followup.send(fit([*heading, *lines]), file=discord.File(io.BytesIO(chart), CHART_NAME),

@@ -100,6 +100,7 @@ def cancel_view(draft_id: int) -> discord.ui.View:
 
 
 class ImproveForm(Form, title="Write a better version"):
+    draft_id: int
     text: discord.ui.TextInput[ImproveForm] = discord.ui.TextInput(
         label="Your improved version", style=discord.TextStyle.paragraph, max_length=FEEDBACK_MAX_CHARS,
         custom_id="text",
@@ -116,6 +117,7 @@ class ImproveForm(Form, title="Write a better version"):
 
 
 class FlagForm(Form, title="Flag this draft"):
+    draft_id: int
     reason: discord.ui.TextInput[FlagForm] = discord.ui.TextInput(
         label="What is wrong with it?", style=discord.TextStyle.paragraph, max_length=1000, custom_id="reason",
     )

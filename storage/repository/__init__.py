@@ -11,6 +11,7 @@ from storage.repository.export_reads import ExportReadsRepository
 from storage.repository.feedback import FeedbackRepository
 from storage.repository.moderation import ModerationRepository
 from storage.repository.privacy import PrivacyRepository
+from storage.repository.templates import TemplatesRepository
 from storage.repository.variants import VariantsRepository
 from storage.repository.version_stats import DraftVotes, VersionStatsRepository, VersionTally
 from storage.repository.versions import VersionsRepository
@@ -28,6 +29,7 @@ class Repository(
     VersionsRepository,
     VersionStatsRepository,
     ExperimentsRepository,
+    TemplatesRepository,
 ):
     """The storage use cases the service calls; returned objects are detached and safe to keep."""
 
