@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.llama_cpp import LLAMA_CPP_PYTHON_VERSION, build_llama_server, llama_server_command  # noqa: E402
+from bench.llama_cpp import LLAMA_CPP_PYTHON_VERSION, BuildFailed, build_llama_server, llama_server_command  # noqa: E402
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,
@@ -60,7 +60,14 @@ from generation.model_source import ModelSource, embedded_gguf  # noqa: E402
 from generation.openai_engine import OpenAIEngine  # noqa: E402
 from support.loop_lag import LoopLag  # noqa: E402
 from support.peak_memory import peak_rss_mb, rss_mb  # noqa: E402
-from support.served import OFFLINE, ServeOptions, child_server, free_port, transformers_serve_command  # noqa: E402
+from support.served import (  # noqa: E402
+    OFFLINE,
+    ServeOptions,
+    ServerDidNotStart,
+    child_server,
+    free_port,
+    transformers_serve_command,
+)
 
 T = TypeVar("T")
 
@@ -491,9 +498,8 @@ async def measure_transformers_serve(source: ModelSource, args: argparse.Namespa
     return await measure_server(TRANSFORMERS_SERVE_NAME, server, base_url, source.location, args, 0)
 
 
-async def measure_llama_cpp(source: ModelSource, args: argparse.Namespace, folder: Path) -> Measured:
+async def measure_llama_cpp(source: ModelSource, args: argparse.Namespace, folder: Path, binary: Path) -> Measured:
     """(d): a slot per concurrent draft, each with the local engine's context per request, all cores."""
-    binary = await asyncio.to_thread(build_llama_server, args.cache_dir.expanduser())
     threads = len(os.sched_getaffinity(0))
     port = free_port()
     command = llama_server_command(binary, embedded_gguf(), port, slots=max(args.concurrency),
@@ -517,24 +523,46 @@ def llama_cpp_skipped_because(args: argparse.Namespace) -> str | None:
     return None
 
 
+async def find_llama_server(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """The `llama-server` binary for (d), built now if absent (before anything is measured, so a
+    failed build costs no measurement), or why (d) is skipped."""
+    skipped = llama_cpp_skipped_because(args)
+    if skipped is not None:
+        return None, skipped
+    progress("finding llama.cpp's server (built into the cache first if absent, ~8 minutes on 2 cores)…")
+    try:
+        return await asyncio.to_thread(build_llama_server, args.cache_dir.expanduser()), None
+    except BuildFailed as failure:
+        return None, str(failure)
+
+
 async def run_bench(args: argparse.Namespace) -> str:
-    """Each engine in turn, one model in memory at a time; returns the report."""
+    """Each engine in turn, one model in memory at a time; returns the report.
+
+    A server that does not come up is noted in the report; the other engines' results are kept.
+    """
     source = await asyncio.to_thread(resolve_model, args.model, args.cache_dir.expanduser())
+    llama_server, llama_cpp_skipped = await find_llama_server(args)
+    notes = [] if llama_cpp_skipped is None else [f"(d) llama.cpp not measured: {llama_cpp_skipped}"]
     progress(f"loading {source.name} ({args.quantization}) for the engine, in a process of its own…")
     measured = [await in_own_process(measure_engine, source, args)]
     progress(f"loading {source.name} ({args.quantization}) for the baseline, in a process of its own…")
     measured.insert(0, await in_own_process(measure_baseline, source, args))
     with tempfile.TemporaryDirectory() as folder:
+        servers: list[tuple[str, Callable[[], Coroutine[Any, Any, Measured]]]] = []
         if args.server:
-            progress(f"starting transformers serve for {source.name} ({args.quantization})…")
-            measured.append(await measure_transformers_serve(source, args, Path(folder)))
-        skipped = llama_cpp_skipped_because(args)
-        if skipped is None:
-            progress(f"starting llama.cpp's server on {embedded_gguf().name} (built first if absent, ~8 minutes)…")
-            measured.append(await measure_llama_cpp(source, args, Path(folder)))
-        else:
-            progress(f"skipping (d) llama.cpp: {skipped}")
-    return render_report(args, source, measured)
+            servers.append((TRANSFORMERS_SERVE_NAME, lambda: measure_transformers_serve(source, args, Path(folder))))
+        if llama_server is not None:
+            servers.append((LLAMA_CPP_NAME, lambda: measure_llama_cpp(source, args, Path(folder), llama_server)))
+        for name, measure_fn in servers:
+            progress(f"starting {name}…")
+            try:
+                measured.append(await measure_fn())
+            except ServerDidNotStart as failure:
+                notes.append(f"{name} not measured: {failure}")
+    for note in notes:
+        progress(note)
+    return "\n\n".join([render_report(args, source, measured), *notes])
 
 
 def render_report(args: argparse.Namespace, source: ModelSource, measured: Sequence[Measured]) -> str:
