@@ -13,7 +13,7 @@ Peak memory is each engine's own process's high-water mark of resident memory (V
 (b) each run in a fresh process of their own, so neither inherits the other's peak; (c) and (d)
 are read from the server process just before it is stopped. (d) is CPU-only: it is skipped on
 CUDA and for models other than the embedded one (it needs that GGUF file); the first run builds
-`llama-server` into the cache (bench/llama_cpp.py, about 8 minutes on 2 cores).
+`llama-server` into the cache (bench/llama_server.py, about 8 minutes on 2 cores).
 
     .venv/bin/python bench/engine.py [--quick] [--no-server] [--no-llama-cpp] [--device cuda] [--cache-dir DIR]
 """
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.llama_cpp import LLAMA_CPP_PYTHON_VERSION, BuildFailed, build_llama_server, llama_server_command  # noqa: E402
+from bench.llama_server import LLAMA_CPP_PYTHON_VERSION, BuildFailed, build_llama_server, llama_server_command  # noqa: E402
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,

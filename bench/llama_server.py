@@ -5,7 +5,7 @@ The sources are the llama.cpp tree that PyPI's `llama-cpp-python` source distrib
 (`vendor/llama.cpp`), pinned so every run measures the same server. The build takes about
 8 minutes of 2 cores and runs niced, so the machine stays usable.
 
-    .venv/bin/python bench/llama_cpp.py [--cache-dir DIR]     # build (or find) it, print its path
+    .venv/bin/python bench/llama_server.py [--cache-dir DIR]     # build (or find) it, print its path
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ dequantized from its Q4_1 GGUF file (asymmetric, groups of 32), so int4 with gro
 almost the same grid and is nearly lossless here, while NF4 rounds to another grid. A model
 trained in bf16 would not favour int4 this way.
 
-    .venv/bin/python bench/kernels.py [--group-size 32] [--new-tokens 48] [--cache-dir DIR]
+    .venv/bin/python bench/four_bit_kernels.py [--group-size 32] [--new-tokens 48] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as `python bench/kernels.py` from anywhere
+if str(ROOT) not in sys.path:  # run as `python bench/four_bit_kernels.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.engine import build_requests, describe_device, progress  # noqa: E402
