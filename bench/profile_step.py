@@ -12,7 +12,9 @@ torch.profiler. Each operator's own time goes to the innermost part of the step 
 - engine: batch preparation, the update and delivery of outputs, and the glue of the step;
 
 with, for each part, how much of it was copies (`copy_`, `to`, `clone`, `contiguous`, ...).
-Prints one Markdown table per batch size. Takes about a minute; it is not the engine bench.
+Prints one Markdown table per batch size. Takes about a minute on an idle machine; it is not the
+engine bench. The profiler starts in the engine's worker thread, which makes torch's profiler
+backend print one harmless "External init callback must run in same thread" line.
 
     .venv/bin/python bench/profile_step.py [--drafts 1,16] [--steps 5] [--cache-dir DIR]
 """
