@@ -1,13 +1,21 @@
 """Benchmark, in one run: (a) one `model.generate` per request in threads, (b) copydesk's LocalEngine,
-(c) `transformers serve` with continuous batching, reached through copydesk's OpenAIEngine.
+(c) `transformers serve` with continuous batching, (d) llama.cpp's `llama-server` on the GGUF file
+the embedded model is converted from; (c) and (d) are reached through copydesk's OpenAIEngine.
 
-All get the same model on the same 4-bit path, the same 16 chat prompts from the task catalogue,
-the same per-task sampling and the same per-request token limits. Sampling makes lengths vary,
-so throughput counts the tokens actually generated. At each concurrency c, c clients send
-requests back to back until the level's requests are done. The result is a Markdown table on
-stdout (progress goes to stderr); speed is a ratio against (a) of this run.
+(a)-(c) get the same model on the same 4-bit path, (d) the same model in its own 4-bit format
+(Q4_1); all get the same 16 chat prompts from the task catalogue, the same per-task sampling and
+the same per-request token limits. Sampling makes lengths vary, so throughput counts the tokens
+actually generated. At each concurrency c, c clients send requests back to back until the
+level's requests are done. The result is Markdown tables on stdout (progress goes to stderr);
+speed is a ratio against (a) of this run.
 
-    .venv/bin/python bench/engine.py [--quick] [--no-server] [--device cuda] [--cache-dir DIR]
+Peak memory is each engine's own process's high-water mark of resident memory (VmHWM): (a) and
+(b) each run in a fresh process of their own, so neither inherits the other's peak; (c) and (d)
+are read from the server process just before it is stopped. (d) is CPU-only: it is skipped on
+CUDA and for models other than the embedded one (it needs that GGUF file); the first run builds
+`llama-server` into the cache (bench/llama_server.py, about 8 minutes on 2 cores).
+
+    .venv/bin/python bench/engine.py [--quick] [--no-server] [--no-llama-cpp] [--device cuda] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import argparse
 import asyncio
 import gc
 import itertools
+import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -35,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.llama_server import LLAMA_CPP_PYTHON_VERSION, BuildFailed, build_llama_server, llama_server_command  # noqa: E402
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,
@@ -43,11 +55,19 @@ from generation import (  # noqa: E402
     get_task,
     resolve_model,
 )
-from generation.loading import QUANTIZATIONS, LoadedModel, load_model  # noqa: E402
-from generation.model_source import ModelSource  # noqa: E402
+from generation.loading import QUANTIZATIONS, LoadedModel, load_model, pick_device  # noqa: E402
+from generation.model_source import ModelSource, embedded_gguf  # noqa: E402
 from generation.openai_engine import OpenAIEngine  # noqa: E402
 from support.loop_lag import LoopLag  # noqa: E402
-from support.served import ServeOptions, transformers_serve  # noqa: E402
+from support.peak_memory import peak_rss_mb, rss_mb  # noqa: E402
+from support.served import (  # noqa: E402
+    OFFLINE,
+    ServeOptions,
+    ServerDidNotStart,
+    child_server,
+    free_port,
+    transformers_serve_command,
+)
 
 T = TypeVar("T")
 
@@ -312,19 +332,22 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def render_table(rows: Sequence[LevelResult], baseline_rows: Sequence[LevelResult]) -> str:
     baseline_speed = {row.concurrency: row.tokens_per_s for row in baseline_rows}
-    lines = [
-        "| engine | concurrency | requests | tokens | wall s | tokens/s | speedup | p50 latency s | p95 latency s "
-        "| p50 TTFT s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    cells = []
     for row in sorted(rows, key=lambda r: (r.concurrency, r.backend)):
         latencies = [r.latency_s for r in row.results]
-        speedup = row.tokens_per_s / baseline_speed[row.concurrency]
-        lines.append(
-            f"| {row.backend} | {row.concurrency} | {len(row.results)} | {row.tokens} | {row.wall_s:.1f} "
-            f"| {row.tokens_per_s:.1f} | {speedup:.2f}× | {percentile(latencies, 50):.2f} "
-            f"| {percentile(latencies, 95):.2f} | {percentile([r.ttft_s for r in row.results], 50):.2f} |"
-        )
+        cells.append([
+            row.backend, str(row.concurrency), str(len(row.results)), str(row.tokens), f"{row.wall_s:.1f}",
+            f"{row.tokens_per_s:.1f}", f"{row.tokens_per_s / baseline_speed[row.concurrency]:.2f}×",
+            f"{percentile(latencies, 50):.2f}", f"{percentile(latencies, 95):.2f}", f"{median_ttft(row):.2f}",
+        ])
+    return markdown_table(["engine", "concurrency", "requests", "tokens", "wall s", "tokens/s", "speedup",
+                           "p50 latency s", "p95 latency s", "p50 TTFT s"], cells)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The first column left-aligned (names), the others right-aligned (numbers)."""
+    lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -380,6 +403,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="shorter token limits and fewer requests per level")
     parser.add_argument("--no-server", dest="server", action="store_false",
                         help="skip (c), `transformers serve` (it needs the dev extra: fastapi, uvicorn, openai)")
+    parser.add_argument("--no-llama-cpp", dest="llama_cpp", action="store_false",
+                        help="skip (d), llama.cpp's server (the first run builds it into the cache, ~8 minutes); "
+                        "it is skipped by itself on CUDA and for models other than the embedded one")
     args = parser.parse_args(argv)
     if args.max_new_tokens is None:
         args.max_new_tokens = list(QUICK_TOKEN_LIMITS if args.quick else DEFAULT_TOKEN_LIMITS)
@@ -395,6 +421,8 @@ class Measured:
     lag_ms: list[float]
     device: str
     worker_threads: int
+    peak_rss_mb: float  # of the process the engine ran in, see the module's docstring
+    end_rss_mb: float  # of the same process after the last level
 
 
 async def measure_engine(source: ModelSource, args: argparse.Namespace) -> Measured:
@@ -405,56 +433,136 @@ async def measure_engine(source: ModelSource, args: argparse.Namespace) -> Measu
         rows, lag = await measure(engine, args.concurrency, args.max_new_tokens, args.min_requests)
     finally:
         await engine.close()
-    return Measured(engine.name, rows, lag, engine.device, worker_threads)
+    return Measured(engine.name, rows, lag, engine.device, worker_threads, peak_rss_mb(), rss_mb())
 
 
-async def measure_baseline(source: ModelSource, args: argparse.Namespace, threads: int) -> Measured:
+async def measure_baseline(source: ModelSource, args: argparse.Namespace) -> Measured:
+    threads = torch.get_num_threads()  # torch's default: this runs in a fresh process, before any load lowers it
     baseline = await GenerateBaseline.start(source, args.quantization, args.device, max(args.concurrency), threads)
     try:
         rows, lag = await measure(baseline, args.concurrency, args.max_new_tokens, args.min_requests)
     finally:
         await baseline.close()
-    return Measured(baseline.name, rows, lag, baseline.device, threads)
+    return Measured(baseline.name, rows, lag, baseline.device, threads, peak_rss_mb(), rss_mb())
+
+
+InProcessMeasure = Callable[[ModelSource, argparse.Namespace], Coroutine[Any, Any, Measured]]
+
+
+async def in_own_process(measure_fn: InProcessMeasure, source: ModelSource, args: argparse.Namespace) -> Measured:
+    """Run an in-process engine's measure in a fresh process, so its peak memory is its own."""
+    spawn = multiprocessing.get_context("spawn")  # a forked copy of this process would inherit its memory
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, run_measure, measure_fn, source, args)
+
+
+def run_measure(measure_fn: InProcessMeasure, source: ModelSource, args: argparse.Namespace) -> Measured:
+    """The entry point of that fresh process."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    return asyncio.run(measure_fn(source, args))
+
+
+async def measure_server(
+    name: str, server: AbstractContextManager[subprocess.Popen[bytes]], base_url: str, model: str,
+    args: argparse.Namespace, worker_threads: int,
+) -> Measured:
+    """A server in its own process, reached through copydesk's OpenAIEngine; its peak memory is read
+    from the kernel before it stops."""
+    with server as process:
+        engine = await OpenAIEngine.start(base_url, model, timeout_s=600, max_concurrent=max(args.concurrency))
+        backend = EngineBackend(engine, name)
+        try:
+            rows, lag = await measure(backend, args.concurrency, args.max_new_tokens, args.min_requests)
+        finally:
+            await backend.close()
+        peak, end = peak_rss_mb(process.pid), rss_mb(process.pid)
+    return Measured(name, rows, lag, "cpu", worker_threads, peak, end)
 
 
 SERVER_QUANTIZATION = {"nf4": "bnb-4bit", "int8": "bnb-8bit", "none": None}
 
 
-async def measure_server(source: ModelSource, args: argparse.Namespace) -> Measured:
-    """(c): the server in its own process, sized like the local engine (pages of 64 tokens, 2048 per request)."""
+async def measure_transformers_serve(source: ModelSource, args: argparse.Namespace, folder: Path) -> Measured:
+    """(c): sized like the local engine (its pages, its context per request, its step size)."""
     config = EngineConfig(max_concurrent=max(args.concurrency))
     options = ServeOptions(
         num_blocks=config.max_concurrent * config.max_context_tokens // config.page_size, block_size=config.page_size,
         max_batch_tokens=config.max_batch_tokens, quantization=SERVER_QUANTIZATION[args.quantization],
     )
-    with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder) / "serve.log"
-        with transformers_serve(source.location, log, options) as base_url:
-            engine = await OpenAIEngine.start(base_url, source.location, timeout_s=600,
-                                              max_concurrent=config.max_concurrent)
-            server = EngineBackend(engine, "(c) transformers serve")
-            try:
-                rows, lag = await measure(server, args.concurrency, args.max_new_tokens, args.min_requests)
-            finally:
-                await server.close()
-    return Measured(server.name, rows, lag, "cpu", 0)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    server = child_server(transformers_serve_command(source.location, port, options), f"{base_url}/models",
+                          folder / "serve.log", "transformers serve", extra_env=OFFLINE)
+    return await measure_server(TRANSFORMERS_SERVE_NAME, server, base_url, source.location, args, 0)
+
+
+async def measure_llama_cpp(source: ModelSource, args: argparse.Namespace, folder: Path, binary: Path) -> Measured:
+    """(d): a slot per concurrent draft, each with the local engine's context per request, all cores."""
+    threads = len(os.sched_getaffinity(0))
+    port = free_port()
+    command = llama_server_command(binary, embedded_gguf(), port, slots=max(args.concurrency),
+                                   context_per_slot=EngineConfig().max_context_tokens, threads=threads)
+    server = child_server(command, f"http://127.0.0.1:{port}/health", folder / "llama-server.log", "llama-server")
+    return await measure_server(LLAMA_CPP_NAME, server, f"http://127.0.0.1:{port}/v1", source.name, args, threads)
+
+
+TRANSFORMERS_SERVE_NAME = "(c) transformers serve"
+LLAMA_CPP_NAME = "(d) llama.cpp server"
+
+
+def llama_cpp_skipped_because(args: argparse.Namespace) -> str | None:
+    """Why (d) cannot run here, if it cannot: it is a CPU build, and it needs the embedded model's GGUF file."""
+    if not args.llama_cpp:
+        return "--no-llama-cpp"
+    if pick_device(args.device) != "cpu":
+        return "it is a CPU-only peer and this run is on CUDA"
+    if args.model:
+        return "it runs only the embedded model's GGUF file, and --model names another model"
+    return None
+
+
+async def find_llama_server(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """The `llama-server` binary for (d), built now if absent (before anything is measured, so a
+    failed build costs no measurement), or why (d) is skipped."""
+    skipped = llama_cpp_skipped_because(args)
+    if skipped is not None:
+        return None, skipped
+    progress("finding llama.cpp's server (built into the cache first if absent, ~8 minutes on 2 cores)…")
+    try:
+        return await asyncio.to_thread(build_llama_server, args.cache_dir.expanduser()), None
+    except BuildFailed as failure:
+        return None, str(failure)
 
 
 async def run_bench(args: argparse.Namespace) -> str:
-    """Engine first, then the baseline, one model in memory at a time; returns the report."""
-    default_threads = torch.get_num_threads()  # read before any load lowers it process-wide
+    """Each engine in turn, one model in memory at a time; returns the report.
+
+    A server that does not come up is noted in the report; the other engines' results are kept.
+    """
     source = await asyncio.to_thread(resolve_model, args.model, args.cache_dir.expanduser())
-    progress(f"loading {source.name} ({args.quantization}) for the engine…")
-    engine = await measure_engine(source, args)
-    free_memory()
-    progress(f"loading {source.name} ({args.quantization}) for the baseline…")
-    baseline = await measure_baseline(source, args, default_threads)
-    free_memory()
-    measured = [baseline, engine]
-    if args.server:
-        progress(f"starting transformers serve for {source.name} ({args.quantization})…")
-        measured.append(await measure_server(source, args))
-    return render_report(args, source, measured)
+    llama_server, llama_cpp_skipped = await find_llama_server(args)
+    notes = [] if llama_cpp_skipped is None else [f"(d) llama.cpp not measured: {llama_cpp_skipped}"]
+    progress(f"loading {source.name} ({args.quantization}) for the engine, in a process of its own…")
+    measured = [await in_own_process(measure_engine, source, args)]
+    progress(f"loading {source.name} ({args.quantization}) for the baseline, in a process of its own…")
+    measured.insert(0, await in_own_process(measure_baseline, source, args))
+    with tempfile.TemporaryDirectory() as folder:
+        servers: list[tuple[str, Callable[[], Coroutine[Any, Any, Measured]]]] = []
+        if args.server:
+            servers.append((TRANSFORMERS_SERVE_NAME, lambda: measure_transformers_serve(source, args, Path(folder))))
+        if llama_server is not None:
+            servers.append((LLAMA_CPP_NAME, lambda: measure_llama_cpp(source, args, Path(folder), llama_server)))
+        for name, measure_fn in servers:
+            progress(f"starting {name}…")
+            try:
+                measured.append(await measure_fn())
+            except ServerDidNotStart as failure:
+                notes.append(f"{name} not measured: {failure}")
+    for note in notes:
+        progress(note)
+    return "\n\n".join([render_report(args, source, measured), *notes])
 
 
 def render_report(args: argparse.Namespace, source: ModelSource, measured: Sequence[Measured]) -> str:
@@ -465,18 +573,46 @@ def render_report(args: argparse.Namespace, source: ModelSource, measured: Seque
         f"torch threads: engine worker {engine.worker_threads}, {baseline.worker_threads} per generate thread · "
         f"quantization {args.quantization} · model {source.name}"
     )
+    llama_cpp = next((m for m in measured if m.name == LLAMA_CPP_NAME), None)
+    if llama_cpp is not None:
+        header += (f" · llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} on {embedded_gguf().name} "
+                   f"(-np {max(args.concurrency)} -cb -t {llama_cpp.worker_threads})")
     workload = (
         f"{len(PROMPTS)} catalogue prompts (ad, blog, summary) with each task's sampling; token limits cycle "
         f"{'/'.join(map(str, args.max_new_tokens))}; each level runs max(c, {args.min_requests}) requests, "
         "c at a time; tokens are those actually generated."
     )
-    lag = "\n".join(
-        f"Event-loop lag at concurrency {max(args.concurrency)}, {m.name} (overshoot of 10 ms sleeps): "
-        f"p50 {percentile(m.lag_ms, 50):.1f} ms, p99 {percentile(m.lag_ms, 99):.1f} ms ({len(m.lag_ms)} samples)"
-        for m in measured
-    )
     rows = [row for m in measured for row in m.rows]
-    return "\n\n".join([header, workload, render_table(rows, baseline.rows), lag])
+    sections = [header, workload, render_table(rows, baseline.rows), render_footprint(measured, max(args.concurrency))]
+    if llama_cpp is not None:
+        sections.append(render_versus(engine, llama_cpp))
+    return "\n\n".join(sections)
+
+
+def render_footprint(measured: Sequence[Measured], top_level: int) -> str:
+    """Memory (peak, and after the last level) and the event loop's lag (sampled during the highest level) per engine."""
+    return markdown_table(
+        ["engine", "peak RSS MB", "RSS at end MB", f"loop lag p50 ms (c={top_level})", f"loop lag p99 ms (c={top_level})",
+         "lag samples"],
+        [[m.name, f"{m.peak_rss_mb:.0f}", f"{m.end_rss_mb:.0f}", f"{percentile(m.lag_ms, 50):.1f}", f"{percentile(m.lag_ms, 99):.1f}",
+          str(len(m.lag_ms))] for m in measured],
+    )
+
+
+def render_versus(engine: Measured, peer: Measured) -> str:
+    """copydesk's engine against a peer, level by level: the comparison issue 17's goal is stated in."""
+    peer_rows = {row.concurrency: row for row in peer.rows}
+    return markdown_table(
+        ["concurrent drafts", f"{engine.name} tokens/s", f"{peer.name} tokens/s", "engine ÷ peer",
+         "median first token s: engine / peer"],
+        [[str(row.concurrency), f"{row.tokens_per_s:.1f}", f"{peer_rows[row.concurrency].tokens_per_s:.1f}",
+          f"{row.tokens_per_s / peer_rows[row.concurrency].tokens_per_s:.2f}×",
+          f"{median_ttft(row):.2f} / {median_ttft(peer_rows[row.concurrency]):.2f}"] for row in engine.rows],
+    )
+
+
+def median_ttft(row: LevelResult) -> float:
+    return percentile([r.ttft_s for r in row.results], 50)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
