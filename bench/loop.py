@@ -26,7 +26,7 @@ stage. The last line is the verdict:
     loop: base A% [lo–hi], thumbs B% [lo–hi], thumbs+improved C% [lo–hi], N fresh prompts, T min
     live: B ahead: 99% probability to be best, expected loss 0.0 points — after N drafts (A: n, B: n), T min
 
-    .venv/bin/python bench/loop.py                  # the defaults: under 30 minutes on 2 cores, alone
+    .venv/bin/python bench/loop.py                  # the defaults: about 30 minutes on 2 cores, alone, +12 for the live stage
     .venv/bin/python bench/loop.py --requests 60 --fresh 16 --epochs 1   # a quick try
 """
 
