@@ -283,8 +283,8 @@ async def test_our_errors_are_logged_with_the_draft_id_and_answered_politely(
 async def test_commands_are_published_by_sync_not_on_start(fake: FakeDiscord, bot: CopydeskBot) -> None:
     assert not any(r.method == "PUT" for r in fake.requests), "starting the bot publishes nothing"
     published = await publish_commands(fake.token)
-    assert sorted(c.name for c in published) == ["Summarize", "draft", "export", "models", "privacy", "review", "stats",
-                                                         "status", "summarize", "write"]
+    assert sorted(c.name for c in published) == ["Summarize", "draft", "experiment", "export", "models", "privacy",
+                                                 "review", "stats", "status", "summarize", "templates", "write"]
     assert fake.command("draft")["options"][0]["name"] == "ad"
     await publish_commands(fake.token, guild_id=fake.guild.id)
     assert fake.command("write", guild=fake.guild) is not None
