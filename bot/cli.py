@@ -26,7 +26,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.console import Console, variant_lines
 from bot.discord.client import publish_commands, run_bot
 from bot.errors import MEMBER_ERRORS
-from bot.experiments import SPEC_HELP, VariantSpec
+from bot.experiments import SPEC_HELP, VariantSpec, experiment_heading
 from bot.service import DraftProgress, DraftService, Member
 from bot.stats import stats_title, version_table
 from bot.versions import ModelVersions
@@ -635,7 +635,7 @@ def experiment_start(context: click.Context, task: str, variants: tuple[str, ...
         specs = [VariantSpec.parse(text) for text in variants]
         started = await service.experiments.start(task, specs, by=f"cli:{user}",
                                                   assignment=Assignment(assignment) if assignment else None)
-        return (await service.experiments.report(task, started.id)).heading()
+        return experiment_heading(started)
     _print_lines(context, start)
 
 

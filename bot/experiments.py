@@ -89,18 +89,21 @@ class ExperimentReport:
     winner: str | None  # the variant the rule declares best, if any
 
     def heading(self) -> list[str]:
-        """What the experiment compares, and how far it has got: the lines above its table."""
-        experiment = self.experiment
-        ended = "" if experiment.state == ExperimentState.RUNNING else (
-            f", {experiment.state} {experiment.ended_at:%Y-%m-%d %H:%M}"
-            + (f" (winner {experiment.winner})" if experiment.winner else ""))
-        return [f"experiment #{experiment.id} on {experiment.task}: started {experiment.started_at:%Y-%m-%d %H:%M} UTC"
-                f"{ended}, assignment per {experiment.assignment}",
-                *(_arm_line(arm) for arm in experiment.variants)]
+        return experiment_heading(self.experiment)
 
     def table(self, rule: DecisionRule) -> list[str]:
         """The heading, then per variant its figures with the head-to-head wins, the rule and the verdict."""
         return [*self.heading(), "", *version_table(self.tallies, rule, self.head_to_head, self.verdict)]
+
+
+def experiment_heading(experiment: Experiment) -> list[str]:
+    """What the experiment compares, and how far it has got: the lines above its table."""
+    ended = "" if experiment.state == ExperimentState.RUNNING else (
+        f", {experiment.state} {experiment.ended_at:%Y-%m-%d %H:%M}"
+        + (f" (winner {experiment.winner})" if experiment.winner else ""))
+    return [f"experiment #{experiment.id} on {experiment.task}: started {experiment.started_at:%Y-%m-%d %H:%M} UTC"
+            f"{ended}, assignment per {experiment.assignment}",
+            *(_arm_line(arm) for arm in experiment.variants)]
 
 
 def draw(arms: Sequence[ExperimentVariant], point: float) -> ExperimentVariant:
@@ -216,7 +219,7 @@ class Experiments:
         wins = head_to_head(await self._repository.experiment_choices(experiment.id), labels)
         counted = {tally.version: (tally.up, tally.down) for tally in tallies}
         votes = [(label, *counted.get(label, (0, 0))) for label in labels]
-        return ExperimentReport(experiment, tallies, wins, self._rule.verdict(votes), self._rule.winner(votes))
+        return ExperimentReport(experiment, tallies, wins, *self._rule.decide(votes))
 
     async def stop(self, task: str, *, by: str) -> Experiment:
         experiment = await self._running(task)

@@ -82,25 +82,22 @@ class DecisionRule:
 
     def verdict(self, votes: Sequence[tuple[str, int, int]]) -> str:
         """The verdict on (name, 👍, 👎) per version, in the words the README gives."""
+        return self.decide(votes)[0]
+
+    def decide(self, votes: Sequence[tuple[str, int, int]]) -> tuple[str, str | None]:
+        """The verdict, and the version it declares best if it declares one, from one sampling of the posteriors."""
         if len(votes) < 2:
-            return "nothing to compare: one version has drafts"
+            return "nothing to compare: one version has drafts", None
         short = [(name, up + down) for name, up, down in votes if up + down < self.min_votes]
         if short:
             fewest = min(short, key=lambda named: named[1])
             return (f"not enough yet: {fewest[1]} of {self.min_votes} counted votes for {fewest[0]}"
-                    f"{f' (and {len(short) - 1} more short)' if len(short) > 1 else ''}")
+                    f"{f' (and {len(short) - 1} more short)' if len(short) > 1 else ''}"), None
         name, chance = self._leader(votes)
         figures = f"{chance.best:.0%} probability to be best, expected loss {100 * chance.expected_loss:.1f} points"
         if self._wins(chance):
-            return f"{name} ahead: {figures}"
-        return f"no winner yet: {name} leads with {figures}"
-
-    def winner(self, votes: Sequence[tuple[str, int, int]]) -> str | None:
-        """The version the rule declares best, if it declares one."""
-        if len(votes) < 2 or any(up + down < self.min_votes for _, up, down in votes):
-            return None
-        name, chance = self._leader(votes)
-        return name if self._wins(chance) else None
+            return f"{name} ahead: {figures}", name
+        return f"no winner yet: {name} leads with {figures}", None
 
     def _wins(self, chance: Chance) -> bool:
         return chance.best >= self.win_probability and chance.expected_loss <= self.max_expected_loss

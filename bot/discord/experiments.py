@@ -15,7 +15,7 @@ from discord.app_commands import Choice
 from bot.discord.context import Interaction, member_of, require_moderator, service_of
 from bot.discord.errors import tell
 from bot.discord.stats import CHART_NAME, fit
-from bot.experiments import SPEC_HELP, VariantSpec
+from bot.experiments import SPEC_HELP, VariantSpec, experiment_heading
 from bot.stats import version_lines
 from generation import TASKS
 from storage import Assignment
@@ -43,7 +43,7 @@ async def start(interaction: Interaction, task: str, variant_a: SPEC, variant_b:
     experiments = service_of(interaction).experiments
     started = await experiments.start(task, specs, by=member.id, guild_id=member.guild_id,
                                       assignment=Assignment(assignment) if assignment else None)
-    heading = (await experiments.report(task, started.id)).heading()
+    heading = experiment_heading(started)
     await tell(interaction, "\n".join([f"Started: {heading[0]}", *heading[1:],
                                        "Members are not told which variant wrote their draft."]))
 
