@@ -1,32 +1,30 @@
-"""Benchmark: bitsandbytes' CPU NF4 product against torch's own int4 CPU kernel, for this model.
+"""Benchmark: bitsandbytes' CPU NF4 product against torchao's int4 CPU kernel, for this model.
 
-Two 4-bit weight formats on the CPU, each as copydesk would use it:
+Both as copydesk loads them (`generation.loading`):
 
-- NF4: the embedded model loaded through copydesk's own NF4 path (`generation.loading`), whose
-  `Linear4bit` layers call bitsandbytes (on CPUs without AVX-512 BF16 it dequantizes the weight and
-  multiplies in bf16 at every call);
-- int4: torch's `_weight_int4pack_mm_for_cpu` (the kernel torchao's int4 CPU layout calls), with
-  the fp32 weights quantized per group of `--group-size` input columns (asymmetric, a bf16 scale
-  and offset per group), packed once by `_convert_weight_to_int4pack_for_cpu`.
+- NF4: `Linear4bit` layers calling bitsandbytes (on CPUs with AVX-512 BF16 a fused kernel for
+  decoding steps; elsewhere it dequantizes the weight and multiplies in bf16 at every call); the
+  output head stays a dense fp32 product, tied to the input embeddings;
+- int4: every linear layer, the head too, in torchao's int4 CPU layout (`Int4OpaqueTensor`:
+  asymmetric, a scale and offset per 32 input columns, packed once for
+  `_weight_int4pack_mm_for_cpu`); the rest of the model in bf16.
 
 Prints three tables: each linear shape of the model at 1 and 16 rows (median time per product,
 input and output casts included); the whole model decoding greedily (tokens/s); quality against
 the fp32 model (teacher-forced on fp32's greedy continuation: mean KL, top-1 agreement, largest
 logit difference; and how many greedy tokens match fp32's before the first difference).
-copydesk's defaults are not changed by this: it only measures.
 
 Mind the model's origin when reading the quality table: the embedded model's fp32 weights are
 dequantized from its Q4_1 GGUF file (asymmetric, groups of 32), so int4 with groups of 32 lands on
-almost the same grid and is nearly lossless here, while NF4 rounds to another grid. A model
-trained in bf16 would not favour int4 this way.
+almost the same grid for the decoder's layers, while NF4 rounds to another grid. A model trained
+in bf16 would not favour int4 this way.
 
-    .venv/bin/python bench/four_bit_kernels.py [--group-size 32] [--new-tokens 48] [--cache-dir DIR]
+    .venv/bin/python bench/four_bit_kernels.py [--new-tokens 48] [--cache-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -37,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bitsandbytes.nn import Linear4bit
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -47,47 +44,10 @@ if str(ROOT) not in sys.path:  # run as `python bench/four_bit_kernels.py` from 
 
 from bench.engine import build_requests, describe_device, progress  # noqa: E402
 from generation import resolve_model  # noqa: E402
-from generation.loading import LoadedModel, load_model  # noqa: E402
+from generation.loading import INT4_GROUP_SIZE, LoadedModel, load_model  # noqa: E402
 
-INNER_K_TILES = 8  # torch's int4 CPU packing; its kernel takes 2, 4 or 8
 ROWS = (1, 16)
 PROMPTS = 3
-
-
-class Int4Linear(nn.Module):
-    """A linear layer on torch's int4 CPU kernel: weights packed once, products in bf16."""
-
-    def __init__(self, linear: nn.Linear, group_size: int) -> None:
-        super().__init__()
-        out_features, in_features = linear.weight.shape
-        if in_features % group_size:
-            raise ValueError(f"{in_features} input features do not split into groups of {group_size}")
-        groups = linear.weight.detach().float().reshape(out_features, in_features // group_size, group_size)
-        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-        scales = (high - low).clamp(min=1e-6) / 15
-        quantized = ((groups - low) / scales).round().clamp(0, 15).to(torch.int32).reshape(out_features, in_features)
-        # The kernel computes (q - 8) * scale + offset, so the offset is the value of the middle level.
-        offsets = low + scales * 8
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(quantized, INNER_K_TILES)
-        self.scales_and_offsets = torch.cat([scales, offsets], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.group_size = group_size
-        self.bias = None if linear.bias is None else linear.bias.detach()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, self.group_size, self.scales_and_offsets)
-        out = out.to(x.dtype).reshape(*x.shape[:-1], -1)
-        return out if self.bias is None else out + self.bias
-
-
-def int4_copy(model: PreTrainedModel, group_size: int) -> PreTrainedModel:
-    """The fp32 model with every linear layer of its decoder on the int4 kernel (lm_head stays as it is)."""
-    converted = copy.deepcopy(model)
-    for name, module in list(converted.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and f"{name}.{child_name}".strip(".") != "lm_head":
-                setattr(module, child_name, Int4Linear(child, group_size))
-    return converted
 
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:
@@ -100,29 +60,30 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def render_shapes(nf4: nn.Module, fp32: nn.Module, group_size: int, repeats: int) -> str:
-    """One row per distinct linear shape (the first layer with it), at each row count."""
-    fp32_linears = dict(fp32.named_modules())
+def render_shapes(nf4: nn.Module, int4: nn.Module, fp32: nn.Module, repeats: int) -> str:
+    """One row per distinct linear shape (the first layer with it), at each row count; each path
+    gets its own model's activations (fp32 for NF4, bf16 for int4)."""
     seen: dict[tuple[int, int], str] = {}
-    for name, module in nf4.named_modules():
-        if isinstance(module, Linear4bit):
+    for name, module in int4.named_modules():
+        if isinstance(module, nn.Linear):
             seen.setdefault((module.out_features, module.in_features), name)
-    lines = ["| layer (out × in) | rows | NF4 µs | int4 µs | NF4 ÷ int4 | error vs fp32 (max abs ÷ max abs output): NF4 / int4 |",
+    lines = ["| layer (out × in) | rows | NF4 path µs | int4 µs | NF4 path ÷ int4 "
+             "| error vs fp32 (max abs ÷ max abs output): NF4 path / int4 |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for (out_features, in_features), name in seen.items():
-        nf4_layer = nf4.get_submodule(name)
-        fp32_layer = fp32_linears[name]
-        int4_layer = Int4Linear(fp32_layer, group_size)
+        layers = [model.get_submodule(name) for model in (nf4, int4)]
+        exact_layer = fp32.get_submodule(name)
         for rows in ROWS:
             x = torch.randn(1, rows, in_features)
+            inputs = [x, x.to(torch.bfloat16)]
             with torch.inference_mode():
-                exact = fp32_layer(x)
-                nf4_s = median_s(lambda: nf4_layer(x), repeats)
-                int4_s = median_s(lambda: int4_layer(x), repeats)
-                errors = [((layer(x).float() - exact).abs().max() / exact.abs().max()).item()
-                          for layer in (nf4_layer, int4_layer)]
+                exact = exact_layer(x)
+                nf4_s, int4_s = (median_s(lambda: layer(inp), repeats) for layer, inp in zip(layers, inputs))
+                errors = [((layer(inp).float() - exact).abs().max() / exact.abs().max()).item()
+                          for layer, inp in zip(layers, inputs)]
+            head = " (NF4 path: dense fp32)" if name == "lm_head" else ""
             lines.append(
-                f"| {name.split('.')[-1]} ({out_features} × {in_features}) | {rows} | {nf4_s * 1e6:.0f} "
+                f"| {name.split('.')[-1]}{head} ({out_features} × {in_features}) | {rows} | {nf4_s * 1e6:.0f} "
                 f"| {int4_s * 1e6:.0f} | {nf4_s / int4_s:.2f}× | {errors[0]:.1%} / {errors[1]:.1%} |"
             )
     return "\n".join(lines)
@@ -193,9 +154,7 @@ def render_whole_model(models: dict[str, PreTrainedModel], loaded: LoadedModel, 
 def main(argv: Sequence[str] | None = None) -> None:
     from transformers.utils import logging as transformers_logging
 
-    parser = argparse.ArgumentParser(description="bitsandbytes NF4 against torch's int4 CPU kernel, speed and quality.")
-    parser.add_argument("--group-size", type=int, choices=(32, 64, 128), default=32,
-                        help="input columns per int4 scale and offset (default 32)")
+    parser = argparse.ArgumentParser(description="bitsandbytes NF4 against torchao's int4 CPU kernel, speed and quality.")
     parser.add_argument("--new-tokens", type=int, default=48, help="greedy tokens per prompt (default 48)")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per layer shape (default 50)")
     parser.add_argument("--cache-dir", type=Path,
@@ -203,18 +162,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     transformers_logging.disable_progress_bar()
     source = resolve_model("", args.cache_dir.expanduser())
-    progress("loading the embedded model in fp32 and through copydesk's NF4 path…")
+    progress("loading the embedded model in fp32 and through copydesk's NF4 and int4 paths…")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # load single-threaded, as the engine does (see DESIGN's pitfalls)
     fp32 = load_model(source, "none", "cpu")
     nf4 = load_model(source, "nf4", "cpu")
-    int4 = int4_copy(fp32.model, args.group_size)
+    int4 = load_model(source, "int4", "cpu")
     torch.set_num_threads(threads)
     progress("timing each linear shape…")
-    shapes = render_shapes(nf4.model, fp32.model, args.group_size, args.repeats)
+    shapes = render_shapes(nf4.model, int4.model, fp32.model, args.repeats)
     progress("greedy decoding and logits against fp32…")
     speed, quality = render_whole_model({"fp32": fp32.model, "NF4 (bitsandbytes)": nf4.model,
-                                         f"int4 (torch, groups of {args.group_size})": int4}, fp32, args.new_tokens)
+                                         f"int4 (torchao, groups of {INT4_GROUP_SIZE})": int4.model}, fp32, args.new_tokens)
     header = (f"torch {torch.__version__} · device {describe_device('cpu')} · torch threads {threads} · "
               f"{source.name}; {PROMPTS} catalogue prompts, {args.new_tokens} greedy tokens each")
     print("\n\n".join([header, shapes, speed, quality]))

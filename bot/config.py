@@ -35,7 +35,7 @@ class _Section(BaseModel):
 
 class ModelSettings(_Section):
     name: str = ""
-    quantization: Literal["nf4", "int8", "none"] = "nf4"
+    quantization: Literal["auto", "nf4", "int4", "int8", "none"] = "auto"
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     allow_download: bool = False
     cache_dir: str = ""

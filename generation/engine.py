@@ -112,7 +112,7 @@ class LocalEngine:
 
     @classmethod
     async def start(
-        cls, source: ModelSource, *, quantization: str = "nf4", device: str = "auto",
+        cls, source: ModelSource, *, quantization: str = "auto", device: str = "auto",
         config: EngineConfig | None = None,
     ) -> LocalEngine:
         """Load the model and start the worker, all off the event loop.

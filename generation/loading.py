@@ -1,9 +1,14 @@
-"""Loading a checkpoint on the 4-bit path (bitsandbytes NF4 by default), on CUDA when present, else the CPU."""
+"""Loading a checkpoint on the 4-bit path, on CUDA when present, else the CPU.
+
+Two 4-bit formats: bitsandbytes' NF4, what CUDA uses (and training, whose adapters PEFT builds on
+bitsandbytes' layers), and torchao's int4 (asymmetric, a scale and offset per 32 input columns),
+whose CPU kernel decodes faster than bitsandbytes' CPU path (`bench/four_bit_kernels.py`). The
+default, "auto", takes int4 on the CPU and NF4 on CUDA.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +16,15 @@ from typing import Any
 
 from generation.model_source import ModelSource
 
-QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none")
+QUANTIZATIONS: tuple[str, ...] = ("auto", "nf4", "int4", "int8", "none")
+INT4_GROUP_SIZE = 32  # torchao's finest groups: the embedded model's GGUF weights use 32 too
 # The engine's CPU-only measures (EngineConfig turns each off), as `cpu_measures` names them.
 BF16_PREFILL = "bf16 products for long steps"  # generation/cpu_prefill.py
 PER_REQUEST_ATTENTION = "attention per request"  # generation/varlen_attention.py
+
+
+class QuantizationUnavailable(ValueError):
+    """The quantization asked for does not run on the device asked for."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,19 @@ def pick_device(requested: str) -> str:
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def pick_quantization(requested: str, device: str) -> str:
+    """'auto' means int4 on the CPU and NF4 on CUDA; int4 is refused off the CPU."""
+    import torch
+
+    on_cpu = torch.device(pick_device(device)).type == "cpu"
+    if requested == "auto":
+        return "int4" if on_cpu else "nf4"
+    if requested == "int4" and not on_cpu:
+        raise QuantizationUnavailable(
+            "quantization int4 (torchao's CPU kernel) runs on the CPU only; use nf4 or auto on CUDA")
     return requested
 
 
@@ -55,7 +78,6 @@ def load_model(
     `bf16_prefill`: on the CPU in NF4, long steps multiply in bf16 (see `generation.cpu_prefill`).
     `compute_dtype`: what the 4-bit layers multiply in (training picks float32 where bf16 is emulated).
     """
-    _quiet_optional_kernels()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from transformers.utils import logging as transformers_logging
@@ -63,6 +85,7 @@ def load_model(
     transformers_logging.disable_progress_bar()
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)} (got {quantization!r})")
+    quantization = pick_quantization(quantization, device)
     device = pick_device(device)
     kwargs: dict[str, Any] = {
         "attn_implementation": "sdpa",  # never a paged one: the batching manager switches itself
@@ -77,16 +100,35 @@ def load_model(
         )
     elif quantization == "int8":
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    elif quantization == "int4":
+        kwargs["dtype"] = torch.bfloat16  # the kernel's activations; the rest of the model follows
     else:
         kwargs["dtype"] = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
     model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs).eval()
+    if quantization == "int4":
+        _quantize_int4(model)
     if bf16_prefill and BF16_PREFILL in cpu_measures(device, quantization):
         from generation.cpu_prefill import speed_up_prefill
 
         speed_up_prefill(model)
     _return_freed_memory()
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, quantization=quantization)
+
+
+def _quantize_int4(model: Any) -> None:
+    """Every linear layer to torchao's int4 CPU layout, the output head too.
+
+    The head is the largest product of a decoding step (49,152 x 576 for the embedded model); in
+    int4 it is untied from the input embeddings, which stay bf16. `bench/four_bit_kernels.py`
+    measures what that costs against fp32's logits.
+    """
+    from torch import nn
+    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization import quantize_
+
+    config = PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, set_inductor_config=False)
+    quantize_(model, config, filter_fn=lambda module, _name: isinstance(module, nn.Linear))
 
 
 def native_bf16(device: str) -> bool:
@@ -104,12 +146,6 @@ def native_bf16(device: str) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _quiet_optional_kernels() -> None:
-    """bitsandbytes warns when it cannot fetch an optional CPU kernel from the Hub; copydesk never
-    downloads at run time and uses bitsandbytes' built-in kernel, so the warning is only noise."""
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _return_freed_memory() -> None:

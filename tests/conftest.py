@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 async def engine(cache_dir: Path) -> AsyncIterator[LocalEngine]:
     source = resolve_model("", cache_dir)
     engine = await LocalEngine.start(
-        source, quantization="nf4", device="cpu",
+        source, device="cpu",
         config=EngineConfig(max_concurrent=8, max_context_tokens=TEST_CONTEXT_TOKENS),
     )
     yield engine

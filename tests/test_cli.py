@@ -41,7 +41,7 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
     result = copydesk("console", "--user", "alice", cwd=tmp_path, cache_dir=cache_dir, stdin=session)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "SmolLM2-135M-Instruct (nf4, cpu)" in out
+    assert "SmolLM2-135M-Instruct (int4, cpu)" in out
     assert "── draft #1 · ad" in out and "── draft #2 · ad" in out and "── draft #3 · blog" in out
     assert out.count("── done ·") == 3
     assert "rated up — now 👍 1 · 👎 0" in out and "rated down — now 👍 0 · 👎 1" in out
@@ -50,9 +50,9 @@ def test_a_console_session_drafts_rates_improves_and_stores_everything(tmp_path:
 
     database = tmp_path / "data" / "copydesk.sqlite3"
     assert rows(database, "SELECT id, task, status, parent_id, author_id, quantization FROM drafts ORDER BY id") == [
-        (1, "ad", "done", None, "console:alice", "nf4"),
-        (2, "ad", "done", 1, "console:alice", "nf4"),
-        (3, "blog", "done", None, "console:alice", "nf4"),
+        (1, "ad", "done", None, "console:alice", "int4"),
+        (2, "ad", "done", 1, "console:alice", "int4"),
+        (3, "blog", "done", None, "console:alice", "int4"),
     ]
     assert rows(database, "SELECT draft_id, member_id, value FROM ratings ORDER BY draft_id") == [
         (1, "console:alice", 1), (2, "console:alice", -1)
@@ -134,7 +134,7 @@ def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_di
         (("draft", "ad", "--product", "x", "--audience", "y", "--tone", "grim"), "",
          "Error: tone must be one of friendly, professional, playful, bold, luxurious (got 'grim')"),
         (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"fp4\"\n",
-         "model.quantization: Input should be 'nf4', 'int8' or 'none' (got 'fp4')"),
+         "model.quantization: Input should be 'auto', 'nf4', 'int4', 'int8' or 'none' (got 'fp4')"),
         (("export", "--format", "sft", "--out", "x"), "[storage]\ndatadir = \"d\"\n",
          "storage.datadir: unknown key"),
         (("console",), "[engine\n", "is not valid TOML: Expected ']'"),

@@ -16,7 +16,7 @@ def test_no_file_means_working_defaults(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
     assert settings == Settings()
-    assert settings.model.name == "" and settings.model.quantization == "nf4"
+    assert settings.model.name == "" and settings.model.quantization == "auto"
     assert settings.storage.database_url() == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'copydesk.sqlite3'}"
 
 

@@ -317,7 +317,7 @@ async def test_copydesk_run_serves_drafts_from_its_own_model_and_database(
     assert metrics["copydesk_time_to_first_token_seconds_count"] == {(("task", "ad"),): 1.0}
     assert metrics["copydesk_engine_slots"] == {(): 16.0} and metrics["copydesk_queue_depth"] == {(): 0.0}
     assert metrics["copydesk_model_info"] == {
-        (("device", "cpu"), ("name", "SmolLM2-135M-Instruct"), ("quantization", "nf4")): 1.0}
+        (("device", "cpu"), ("name", "SmolLM2-135M-Instruct"), ("quantization", "int4")): 1.0}
     assert metrics["process_resident_memory_bytes"][()] > 100e6, "the model's process, measured"
     assert metrics["copydesk_event_loop_lag_seconds_count"][()] > 0, "the loop's lag is sampled while it serves"
 

@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from generation import (
+    EngineConfig,
     GenerationCancelled,
     GenerationError,
     LocalEngine,
@@ -30,15 +32,36 @@ async def collect(engine: LocalEngine, product: str, request_id: str, sampling: 
     return [update async for update in engine.stream(ad_prompt(product), sampling, request_id)]
 
 
-async def test_the_embedded_model_runs_in_4_bit_on_the_cpu(engine: LocalEngine) -> None:
+async def test_the_embedded_model_runs_in_int4_on_the_cpu_by_default(engine: LocalEngine) -> None:
     assert engine.info.name == "SmolLM2-135M-Instruct"
-    assert engine.info.quantization == "nf4"
+    assert engine.info.quantization == "int4"
     assert engine.info.device == "cpu"
+    from torch import nn
+    from torchao.prototype.quantization.int4 import Int4OpaqueTensor
+
+    model = engine._manager.model
+    linear_layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    assert len(linear_layers) == 7 * model.config.num_hidden_layers + 1, "q, k, v, o, gate, up, down and the head"
+    assert all(isinstance(layer.weight, Int4OpaqueTensor) for layer in linear_layers)
+    assert all(layer.weight.block_size[-1] == 32 for layer in linear_layers)
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16, "the embeddings stay bf16, untied from the head"
+
+
+async def test_bitsandbytes_nf4_still_writes_on_the_cpu(cache_dir: Path) -> None:
+    """NF4 is what CUDA and training use; on the CPU it stays a working choice."""
     import bitsandbytes as bnb
 
-    linear_layers = [module for module in engine._manager.model.modules() if isinstance(module, bnb.nn.Linear4bit)]
-    assert linear_layers, "no bitsandbytes 4-bit layers in the loaded model"
-    assert all(layer.weight.quant_state.quant_type == "nf4" for layer in linear_layers)
+    engine = await LocalEngine.start(resolve_model("", cache_dir), quantization="nf4", device="cpu",
+                                     config=EngineConfig(max_concurrent=2, warm_system_prompts=False))
+    try:
+        assert engine.info.quantization == "nf4"
+        linear_layers = [module for module in engine._manager.model.modules() if isinstance(module, bnb.nn.Linear4bit)]
+        assert len(linear_layers) == 7 * engine._manager.model.config.num_hidden_layers
+        assert all(layer.weight.quant_state.quant_type == "nf4" for layer in linear_layers)
+        updates = await collect(engine, "a tent", "nf4-1")
+        assert updates[-1].finished and updates[-1].text.strip()
+    finally:
+        await engine.close()
 
 
 async def test_a_request_streams_token_by_token(engine: LocalEngine) -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generation.loading import BF16_PREFILL, PER_REQUEST_ATTENTION, QUANTIZATIONS, cpu_measures
+from generation.loading import (
+    BF16_PREFILL,
+    PER_REQUEST_ATTENTION,
+    QUANTIZATIONS,
+    QuantizationUnavailable,
+    cpu_measures,
+    pick_quantization,
+)
 
 
 @pytest.mark.parametrize("quantization", QUANTIZATIONS)
@@ -29,3 +36,17 @@ def test_a_model_on_the_cpu_takes_the_attention_and_in_nf4_the_bf16_products() -
 def test_auto_decides_by_the_device_it_picks() -> None:
     expected = frozenset() if torch.cuda.is_available() else {BF16_PREFILL, PER_REQUEST_ATTENTION}
     assert cpu_measures("auto", "nf4") == expected
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_auto_quantization_is_nf4_on_cuda_and_int4_is_refused_there(device: str) -> None:
+    assert pick_quantization("auto", device) == "nf4"
+    assert pick_quantization("nf4", device) == "nf4"
+    with pytest.raises(QuantizationUnavailable, match="int4 .* runs on the CPU only; use nf4 or auto on CUDA"):
+        pick_quantization("int4", device)
+
+
+def test_auto_quantization_is_int4_on_the_cpu_which_takes_only_the_attention_measure() -> None:
+    assert pick_quantization("auto", "cpu") == "int4"
+    assert pick_quantization("nf4", "cpu") == "nf4"
+    assert cpu_measures("cpu", "int4") == {PER_REQUEST_ATTENTION}
