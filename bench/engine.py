@@ -55,7 +55,14 @@ from generation import (  # noqa: E402
     get_task,
     resolve_model,
 )
-from generation.loading import QUANTIZATIONS, LoadedModel, load_model, pick_device  # noqa: E402
+from generation.loading import (  # noqa: E402
+    QUANTIZATIONS,
+    LoadedModel,
+    QuantizationUnavailable,
+    load_model,
+    pick_device,
+    pick_quantization,
+)
 from generation.model_source import ModelSource, embedded_gguf  # noqa: E402
 from generation.openai_engine import OpenAIEngine  # noqa: E402
 from support.loop_lag import LoopLag  # noqa: E402
@@ -386,7 +393,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Tokens/s, latency and time to first token of copydesk's engine against one `generate` "
         "per request, at several concurrency levels; prints a Markdown table.",
     )
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="nf4")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="auto",
+                        help="as copydesk's model.quantization (default auto: int4 on the CPU, nf4 on CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--concurrency", type=parse_levels, default=parse_levels("1,4,8,16"),
                         help="comma-separated concurrency levels (default 1,4,8,16)")
@@ -411,6 +419,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_new_tokens = list(QUICK_TOKEN_LIMITS if args.quick else DEFAULT_TOKEN_LIMITS)
     if args.min_requests is None:
         args.min_requests = 2 if args.quick else 4
+    try:
+        args.quantization = pick_quantization(args.quantization, args.device)  # named as the drafts would be
+    except QuantizationUnavailable as refused:
+        parser.error(str(refused))
+    if args.server and args.quantization not in SERVER_QUANTIZATION:
+        parser.error(f"transformers serve has no {args.quantization} option: add --no-server")
     return args
 
 

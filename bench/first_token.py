@@ -5,7 +5,7 @@ time to their first token is taken, over a few bursts per configuration. The con
 one measure at a time, from the engine as transformers and bitsandbytes size it by default
 (64-token pages, 512-token steps, one masked attention product over the packed batch,
 bitsandbytes' fused 4-bit kernel for every step, top-k and top-p by sorting the vocabulary)
-to copydesk's defaults. Prints a Markdown table;
+to copydesk's defaults, and last the weights from bitsandbytes' NF4 to torchao's int4. Prints a Markdown table;
 ratios are against the first row of this run.
 
     .venv/bin/python bench/first_token.py [--drafts 16] [--bursts 3] [--cache-dir DIR]
@@ -37,14 +37,16 @@ from generation.model_source import ModelSource  # noqa: E402
 
 BEFORE = EngineConfig(page_size=64, max_batch_tokens=512, warm_system_prompts=False, bf16_prefill=False,
                       per_request_attention=False, top_k_sampling=False)
-# Each row adds its change to the row before; the last is copydesk's EngineConfig().
-STEPS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("transformers' and bitsandbytes' own paths, 64-token pages, 512-token steps", {}),
-    ("+ bf16 products for long steps", {"bf16_prefill": True}),
-    ("+ attention per request", {"per_request_attention": True}),
-    ("+ cached system prompts, 16-token pages", {"warm_system_prompts": True, "page_size": 16}),
-    ("+ 256-token steps", {"max_batch_tokens": 256}),
-    ("+ sampling among the top-k only (copydesk's defaults)", {"top_k_sampling": True}),
+# Each row adds its change to the row before, in NF4 until the last, which is copydesk's CPU default:
+# EngineConfig() on int4 weights.
+STEPS: tuple[tuple[str, dict[str, object], str], ...] = (
+    ("transformers' and bitsandbytes' own paths, 64-token pages, 512-token steps", {}, "nf4"),
+    ("+ bf16 products for long steps", {"bf16_prefill": True}, "nf4"),
+    ("+ attention per request", {"per_request_attention": True}, "nf4"),
+    ("+ cached system prompts, 16-token pages", {"warm_system_prompts": True, "page_size": 16}, "nf4"),
+    ("+ 256-token steps", {"max_batch_tokens": 256}, "nf4"),
+    ("+ sampling among the top-k only", {"top_k_sampling": True}, "nf4"),
+    ("+ int4 weights (torchao) instead of NF4: copydesk's CPU defaults", {}, "int4"),
 )
 
 
@@ -62,8 +64,9 @@ async def burst(backend: EngineBackend, drafts: int, tag: str) -> Burst:
     return Burst(statistics.median(r.ttft_s for r in results), sum(r.tokens for r in results) / wall)
 
 
-async def measure(source: ModelSource, config: EngineConfig, args: argparse.Namespace, tag: str) -> list[Burst]:
-    engine = await LocalEngine.start(source, quantization="nf4", device="cpu", config=config)
+async def measure(source: ModelSource, config: EngineConfig, quantization: str, args: argparse.Namespace,
+                  tag: str) -> list[Burst]:
+    engine = await LocalEngine.start(source, quantization=quantization, device="cpu", config=config)
     backend = EngineBackend(engine)
     try:
         await backend.run(build_requests([8], 1, f"{tag}-warmup")[0])
@@ -87,9 +90,9 @@ async def run(args: argparse.Namespace) -> str:
     free_memory()
     config = replace(BEFORE, max_concurrent=args.drafts)
     rows = []
-    for row, (label, change) in enumerate(STEPS):
+    for row, (label, change, quantization) in enumerate(STEPS):
         config = replace(config, **change)
-        results = await measure(source, config, args, f"row{row}")
+        results = await measure(source, config, quantization, args, f"row{row}")
         free_memory()
         ttft = statistics.median(r.median_ttft_s for r in results)
         speed = statistics.mean(r.tokens_per_s for r in results)
@@ -102,7 +105,7 @@ def render(rows: Sequence[tuple[str, float, float]], args: argparse.Namespace) -
     first_ttft, first_speed = rows[0][1], rows[0][2]
     lines = [
         f"{args.drafts} drafts at once, {args.bursts} bursts per row, unique prompts, token limits "
-        f"{'/'.join(map(str, DEFAULT_TOKEN_LIMITS))}; embedded model in NF4 on {os.cpu_count()} CPU cores.",
+        f"{'/'.join(map(str, DEFAULT_TOKEN_LIMITS))}; embedded model on {os.cpu_count()} CPU cores, in NF4 but for the last row.",
         "",
         "| configuration | median first token s | vs first row | tokens/s | vs first row |",
         "| --- | ---: | ---: | ---: | ---: |",

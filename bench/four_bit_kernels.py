@@ -5,9 +5,9 @@ Both as copydesk loads them (`generation.loading`):
 - NF4: `Linear4bit` layers calling bitsandbytes (on CPUs with AVX-512 BF16 a fused kernel for
   decoding steps; elsewhere it dequantizes the weight and multiplies in bf16 at every call); the
   output head stays a dense fp32 product, tied to the input embeddings;
-- int4: every linear layer, the head too, in torchao's int4 CPU layout (`Int4OpaqueTensor`:
-  asymmetric, a scale and offset per 32 input columns, packed once for
-  `_weight_int4pack_mm_for_cpu`); the rest of the model in bf16.
+- int4: every linear layer, the head too, in torchao's int4 CPU layout (asymmetric, a scale and
+  offset per 32 input columns, packed once for `_weight_int4pack_mm_for_cpu`), called by
+  `generation.int4.Int4Linear`; the rest of the model in bf16.
 
 Prints three tables: each linear shape of the model at 1 and 16 rows (median time per product,
 input and output casts included); the whole model decoding greedily (tokens/s); quality against
@@ -44,7 +44,8 @@ if str(ROOT) not in sys.path:  # run as `python bench/four_bit_kernels.py` from 
 
 from bench.engine import build_requests, describe_device, progress  # noqa: E402
 from generation import resolve_model  # noqa: E402
-from generation.loading import INT4_GROUP_SIZE, LoadedModel, load_model  # noqa: E402
+from generation.int4 import GROUP_SIZE, Int4Linear  # noqa: E402
+from generation.loading import LoadedModel, load_model  # noqa: E402
 
 ROWS = (1, 16)
 PROMPTS = 3
@@ -65,7 +66,7 @@ def render_shapes(nf4: nn.Module, int4: nn.Module, fp32: nn.Module, repeats: int
     gets its own model's activations (fp32 for NF4, bf16 for int4)."""
     seen: dict[tuple[int, int], str] = {}
     for name, module in int4.named_modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, Int4Linear):
             seen.setdefault((module.out_features, module.in_features), name)
     lines = ["| layer (out × in) | rows | NF4 path µs | int4 µs | NF4 path ÷ int4 "
              "| error vs fp32 (max abs ÷ max abs output): NF4 path / int4 |",
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shapes = render_shapes(nf4.model, int4.model, fp32.model, args.repeats)
     progress("greedy decoding and logits against fp32…")
     speed, quality = render_whole_model({"fp32": fp32.model, "NF4 (bitsandbytes)": nf4.model,
-                                         f"int4 (torchao, groups of {INT4_GROUP_SIZE})": int4.model}, fp32, args.new_tokens)
+                                         f"int4 (torchao's layout, groups of {GROUP_SIZE})": int4.model}, fp32, args.new_tokens)
     header = (f"torch {torch.__version__} · device {describe_device('cpu')} · torch threads {threads} · "
               f"{source.name}; {PROMPTS} catalogue prompts, {args.new_tokens} greedy tokens each")
     print("\n\n".join([header, shapes, speed, quality]))

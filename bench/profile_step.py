@@ -1,12 +1,13 @@
 """Profile: where one decoding step of copydesk's engine spends its time, at 1 and at 16 drafts.
 
-The engine (copydesk's defaults, the embedded model in NF4) is given the drafts at once; once
+The engine (copydesk's defaults, the embedded model in int4, or `--quantization nf4`) is given the drafts at once; once
 every draft is past its prompt and none waits, a few steps are timed, then a few more run under
 torch.profiler. Each operator's own time goes to the innermost part of the step it ran in:
 
-- 4-bit products: bitsandbytes' `Linear4bit` layers (their kernels, casts and Python);
+- 4-bit products: the decoder's 4-bit layers, bitsandbytes' `Linear4bit` (NF4) or copydesk's
+  `Int4Linear` (int4) (their kernels, casts and Python);
 - attention: the rest of each layer's attention block (RoPE, the paged cache, the attention product);
-- lm_head: the full-precision product over the vocabulary;
+- lm_head: the product over the vocabulary (full precision in NF4, int4 in int4);
 - rest of the model: embeddings, norms, the MLP's activation, residual sums, module Python;
 - sampling: logits to fp32, the per-request warpers, the draw;
 - engine: batch preparation, the update and delivery of outputs, and the glue of the step;
@@ -16,7 +17,7 @@ Prints one Markdown table per batch size. Takes about a minute on an idle machin
 engine bench. The profiler starts in the engine's worker thread, which makes torch's profiler
 backend print one harmless "External init callback must run in same thread" line.
 
-    .venv/bin/python bench/profile_step.py [--drafts 1,16] [--steps 5] [--cache-dir DIR]
+    .venv/bin/python bench/profile_step.py [--drafts 1,16] [--steps 5] [--quantization int4] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ if str(ROOT) not in sys.path:  # run as `python bench/profile_step.py` from anyw
 from bench.engine import build_requests, describe_device, in_fresh_thread, parse_levels, progress  # noqa: E402
 from generation import EngineConfig, LocalEngine, resolve_model  # noqa: E402
 from generation.errors import GenerationCancelled  # noqa: E402
+from generation.int4 import Int4Linear  # noqa: E402
+from generation.loading import pick_quantization  # noqa: E402
 
 TIMED_STEPS = 3  # unprofiled, to show what the profiler's own overhead adds
 MAX_NEW_TOKENS = 400  # long enough that the drafts are still decoding when the profiled steps are done
@@ -78,9 +81,12 @@ def label(owner: Any, name: str, part: str) -> None:
 
 def label_model(model: PreTrainedModel) -> None:
     label(model, "forward", "rest of the model")
-    label(model.get_output_embeddings(), "forward", "lm_head")
+    head = model.get_output_embeddings()
+    label(head, "forward", "lm_head")
     for module in model.modules():
-        if isinstance(module, Linear4bit):
+        if module is head:
+            continue
+        if isinstance(module, (Linear4bit, Int4Linear)):
             label(module, "forward", "4-bit products")
         elif module.__class__.__name__.endswith("Attention"):
             label(module, "forward", "attention")
@@ -224,8 +230,9 @@ async def profile_drafts(engine: LocalEngine, profiler: StepProfiler, drafts: in
 
 async def run(args: argparse.Namespace) -> str:
     source = await asyncio.to_thread(resolve_model, args.model, args.cache_dir.expanduser())
-    progress(f"loading {source.name} (nf4) into copydesk's engine…")
-    engine = await LocalEngine.start(source, quantization="nf4", device="cpu",
+    quantization = pick_quantization(args.quantization, "cpu")
+    progress(f"loading {source.name} ({quantization}) into copydesk's engine…")
+    engine = await LocalEngine.start(source, quantization=quantization, device="cpu",
                                      config=EngineConfig(max_concurrent=max(args.drafts)))
     try:
         profiler = StepProfiler(engine._manager)
@@ -236,7 +243,7 @@ async def run(args: argparse.Namespace) -> str:
             tables.append(render(await profile_drafts(engine, profiler, drafts, args.steps)))
     finally:
         await engine.close()
-    header = (f"torch {torch.__version__} · device {describe_device('cpu')} · {source.name} in NF4 · "
+    header = (f"torch {torch.__version__} · device {describe_device('cpu')} · {source.name} in {quantization} · "
               f"copydesk's EngineConfig defaults (max_concurrent {max(args.drafts)}) · "
               f"torch threads in the worker: {worker_threads}")
     return "\n\n".join([header, *tables])
@@ -249,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--drafts", type=parse_levels, default=parse_levels("1,16"),
                         help="batch sizes to profile, comma-separated (default 1,16)")
     parser.add_argument("--steps", type=int, default=5, help="profiled steps per batch size (default 5)")
+    parser.add_argument("--quantization", choices=("auto", "int4", "nf4"), default="auto",
+                        help="the 4-bit weights to profile (default auto: int4, copydesk's CPU default)")
     parser.add_argument("--model", default="", help="model id or folder (default: the embedded model)")
     parser.add_argument("--cache-dir", type=Path,
                         default=Path(os.environ.get("COPYDESK_CACHE_DIR", "~/.cache/copydesk")))

@@ -1,9 +1,9 @@
 """Loading a checkpoint on the 4-bit path, on CUDA when present, else the CPU.
 
 Two 4-bit formats: bitsandbytes' NF4, what CUDA uses (and training, whose adapters PEFT builds on
-bitsandbytes' layers), and torchao's int4 (asymmetric, a scale and offset per 32 input columns),
-whose CPU kernel decodes faster than bitsandbytes' CPU path (`bench/four_bit_kernels.py`). The
-default, "auto", takes int4 on the CPU and NF4 on CUDA.
+bitsandbytes' layers), and int4 (`generation.int4`: torchao's layout, asymmetric, a scale and
+offset per 32 input columns), whose CPU kernel decodes faster than bitsandbytes' CPU path
+(`bench/four_bit_kernels.py`). The default, "auto", takes int4 on the CPU and NF4 on CUDA.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 from generation.model_source import ModelSource
 
 QUANTIZATIONS: tuple[str, ...] = ("auto", "nf4", "int4", "int8", "none")
-INT4_GROUP_SIZE = 32  # torchao's finest groups: the embedded model's GGUF weights use 32 too
 # The engine's CPU-only measures (EngineConfig turns each off), as `cpu_measures` names them.
 BF16_PREFILL = "bf16 products for long steps"  # generation/cpu_prefill.py
 PER_REQUEST_ATTENTION = "attention per request"  # generation/varlen_attention.py
@@ -107,28 +106,15 @@ def load_model(
     tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
     model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs).eval()
     if quantization == "int4":
-        _quantize_int4(model)
+        from generation.int4 import quantize_int4
+
+        quantize_int4(model)
     if bf16_prefill and BF16_PREFILL in cpu_measures(device, quantization):
         from generation.cpu_prefill import speed_up_prefill
 
         speed_up_prefill(model)
     _return_freed_memory()
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, quantization=quantization)
-
-
-def _quantize_int4(model: Any) -> None:
-    """Every linear layer to torchao's int4 CPU layout, the output head too.
-
-    The head is the largest product of a decoding step (49,152 x 576 for the embedded model); in
-    int4 it is untied from the input embeddings, which stay bf16. `bench/four_bit_kernels.py`
-    measures what that costs against fp32's logits.
-    """
-    from torch import nn
-    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
-    from torchao.quantization import quantize_
-
-    config = PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, set_inductor_config=False)
-    quantize_(model, config, filter_fn=lambda module, _name: isinstance(module, nn.Linear))
 
 
 def native_bf16(device: str) -> bool:

@@ -14,7 +14,7 @@ from bitsandbytes.functional import dequantize_4bit
 from transformers import GenerationConfig
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from generation import LocalEngine, Sampling, get_task, resolve_model
+from generation import LocalEngine, Sampling, get_task, resolve_model, varlen_attention
 from generation.cpu_prefill import MIN_ROWS, PrefillLinear4bit
 from generation.loading import LoadedModel, load_model
 from generation.topk_sampling import TRANSFORMERS_OWN, WITHOUT_SORT, TopKSampler
@@ -32,27 +32,47 @@ def reference_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     return scores.masked_fill(~visible, float("-inf")).softmax(-1) @ value  # [heads, q, dim]
 
 
-def test_packed_attention_equals_attention_computed_per_request() -> None:
-    torch.manual_seed(0)
+def boundaries(lengths: list[int]) -> torch.Tensor:
+    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+
+
+def check_packed_attention(requests: list[tuple[int, int]], cu_q: torch.Tensor, cu_k: torch.Tensor) -> None:
+    """Random queries, keys and values for each (new tokens, keys) request, packed as the manager packs them."""
     heads, kv_heads, dim = 6, 2, 16
-    # (new tokens, keys): decoding one token, a fresh prompt, a prompt after a cached prefix, decoding again
-    requests = [(1, 9), (7, 7), (5, 12), (1, 4)]
     queries = [torch.randn(heads, q, dim) for q, _ in requests]
     keys = [torch.randn(kv_heads, k, dim) for _, k in requests]
     values = [torch.randn(kv_heads, k, dim) for _, k in requests]
-    cu_q = torch.tensor([0, *torch.tensor([q for q, _ in requests]).cumsum(0).tolist()], dtype=torch.int32)
-    cu_k = torch.tensor([0, *torch.tensor([k for _, k in requests]).cumsum(0).tolist()], dtype=torch.int32)
-
     packed, weights = varlen_sdpa_forward(
         torch.nn.Module(), torch.cat(queries, 1)[None], torch.cat(keys, 1)[None], torch.cat(values, 1)[None],
         None, scaling=0.25, cu_seq_lens_q=cu_q, cu_seq_lens_k=cu_k,
     )
-
     assert weights is None
     assert packed.shape == (1, cu_q[-1], heads, dim)
     for i, (q, k, v) in enumerate(zip(queries, keys, values)):
         expected = reference_attention(q, k, v, 0.25).transpose(0, 1)
         torch.testing.assert_close(packed[0, cu_q[i]:cu_q[i + 1]], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("requests", [
+    [(1, 9), (7, 7), (5, 12), (1, 4)],  # decoding one token, a fresh prompt, a prompt after a cached prefix, decoding
+    [(1, 9)],  # one draft decoding: its keys are all the keys
+    [(3, 3)],
+])
+def test_packed_attention_equals_attention_computed_per_request(requests: list[tuple[int, int]]) -> None:
+    torch.manual_seed(0)
+    check_packed_attention(requests, boundaries([q for q, _ in requests]), boundaries([k for _, k in requests]))
+
+
+def test_a_step_plan_serves_every_layer_and_is_renewed_when_a_reused_buffer_changes() -> None:
+    torch.manual_seed(0)
+    first, second = [(1, 9), (1, 4), (5, 5)], [(1, 3), (1, 10), (5, 5)]  # same totals, other boundaries
+    cu_q, cu_k = boundaries([q for q, _ in first]), boundaries([k for _, k in first])
+    check_packed_attention(first, cu_q, cu_k)
+    plan = varlen_attention.plan_for(cu_q, cu_k, int(cu_k[-1]), torch.device("cpu"))
+    check_packed_attention(first, cu_q, cu_k)  # the next layer of the same step
+    assert varlen_attention.plan_for(cu_q, cu_k, int(cu_k[-1]), torch.device("cpu")) is plan
+    cu_k.copy_(boundaries([k for _, k in second]))  # the manager refills its buffers in place
+    check_packed_attention(second, cu_q, cu_k)
 
 
 def test_top_k_then_top_p_without_sorting_keeps_exactly_what_the_sorting_versions_keep() -> None:

@@ -37,13 +37,15 @@ async def test_the_embedded_model_runs_in_int4_on_the_cpu_by_default(engine: Loc
     assert engine.info.quantization == "int4"
     assert engine.info.device == "cpu"
     from torch import nn
-    from torchao.prototype.quantization.int4 import Int4OpaqueTensor
+
+    from generation.int4 import Int4Linear
 
     model = engine._manager.model
-    linear_layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    assert len(linear_layers) == 7 * model.config.num_hidden_layers + 1, "q, k, v, o, gate, up, down and the head"
-    assert all(isinstance(layer.weight, Int4OpaqueTensor) for layer in linear_layers)
-    assert all(layer.weight.block_size[-1] == 32 for layer in linear_layers)
+    int4_layers = [module for module in model.modules() if isinstance(module, Int4Linear)]
+    assert len(int4_layers) == 7 * model.config.num_hidden_layers + 1, "q, k, v, o, gate, up, down and the head"
+    assert model.get_output_embeddings() in int4_layers
+    assert all(layer.group_size == 32 and layer.packed.dtype == torch.uint8 for layer in int4_layers)
+    assert not [module for module in model.modules() if isinstance(module, nn.Linear)], "no full-precision product left"
     assert model.get_input_embeddings().weight.dtype == torch.bfloat16, "the embeddings stay bf16, untied from the head"
 
 
