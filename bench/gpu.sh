@@ -7,7 +7,7 @@
 #   bench/gpu.sh --prepare    here: download the wheels and save the tokenizer into .gpu-carry/, then --dry-run
 #   bench/gpu.sh --dry-run    here: list what would travel (each carried file, its size); exit 1 unless it fits
 #   bench/gpu.sh              there: install the carried wheels, build the model, run the bench
-#   bench/gpu.sh --rehearse   here: the same steps on the CPU with a tiny model and a few tokens
+#   bench/gpu.sh --rehearse   here: the same steps on the CPU with a tiny model in NF4 and a few tokens
 #
 # There, from the repository's root with .gpu-carry/ beside the tree, within a 10-minute command limit.
 # It stops itself after BUDGET_S seconds (default 540), so what it printed still comes back. Planned:
@@ -97,7 +97,7 @@ case "${1:-}" in
     --dry-run)
         "$PYTHON" "$ROOT/bench/gpu_carry.py" check --carry "$CARRY" ;;
     --rehearse)
-        report cpu tiny --max-new-tokens 4,6 --min-requests 2 ;;
+        report cpu tiny --quantization nf4 --max-new-tokens 4,6 --min-requests 2 ;;  # what CUDA loads
     "")
         report cuda 7b --quick --min-requests 4 ;;
     -h | --help)

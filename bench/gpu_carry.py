@@ -79,6 +79,7 @@ def describe_dependencies() -> list[str]:
     lines = []
     for name in runtime_dependencies():
         where = ("carried" if name in carried else "in the image" if name in IN_IMAGE
+                 else "not carried: the GPU bench never imports it (int4 loads on the CPU only)" if name == "torchao"
                  else "not carried: the GPU bench never imports it (the bot, storage or the embedded model's conversion do)")
         lines.append(f"  {name}: {where}")
     return lines

@@ -296,7 +296,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    engine = await LocalEngine.start(resolve_model("", args.cache_dir), quantization="nf4", device=args.device,
+    engine = await LocalEngine.start(resolve_model("", args.cache_dir), device=args.device,
                                      config=EngineConfig(max_concurrent=args.max_concurrent, max_context_tokens=1024))
     try:
         return await run_load(args, engine)

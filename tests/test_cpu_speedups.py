@@ -184,13 +184,14 @@ def exact_logits(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
 
 
 async def test_the_engine_decodes_like_generate_after_its_cached_system_prompt(
-    engine: LocalEngine, loaded: LoadedModel,
+    engine: LocalEngine, cache_dir: Path,
 ) -> None:
-    """Greedy decoding through the engine, where the task's system prompt comes from the pages cached
-    at start (so attention runs with a causal mask shifted past them), against `generate` on the same
-    4-bit model computing the whole prompt. The draft runs alone: how many rows share a step decides
-    which matrix path a layer takes (bf16 or bitsandbytes' fused kernel), and a near-tie between two
-    tokens could break either way. Packed batches are covered by the attention test above."""
+    """Greedy decoding through the engine (int4, copydesk's CPU default), where the task's system
+    prompt comes from the pages cached at start (so attention runs with a causal mask shifted past
+    them), against `generate` on the same int4 model computing the whole prompt. The draft runs
+    alone, so no other request shares its steps. Packed batches are covered by the attention test above."""
+    assert engine.info.quantization == "int4"
+    loaded = load_model(resolve_model("", cache_dir), "int4", "cpu")
     greedy = Sampling(max_new_tokens=12, temperature=1.0, top_p=1.0, top_k=1)
     blog = get_task("blog").render({"topic": "how to repair a bicycle tyre at the roadside", "audience": "commuters"})
     text = ""
