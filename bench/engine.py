@@ -55,10 +55,10 @@ from generation import (  # noqa: E402
     get_task,
     resolve_model,
 )
+from generation.errors import QuantizationUnavailable  # noqa: E402
 from generation.loading import (  # noqa: E402
     QUANTIZATIONS,
     LoadedModel,
-    QuantizationUnavailable,
     load_model,
     pick_device,
     pick_quantization,

@@ -13,5 +13,9 @@ class ModelNotFound(GenerationError):
     """The configured model (or the embedded default) cannot be found locally."""
 
 
+class QuantizationUnavailable(GenerationError):
+    """The configured quantization does not run on the configured device (int4 off the CPU)."""
+
+
 class GenerationCancelled(GenerationError):
     """The request was cancelled before it finished."""

@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generation.errors import QuantizationUnavailable
 from generation.model_source import ModelSource
 
 QUANTIZATIONS: tuple[str, ...] = ("auto", "nf4", "int4", "int8", "none")
 # The engine's CPU-only measures (EngineConfig turns each off), as `cpu_measures` names them.
 BF16_PREFILL = "bf16 products for long steps"  # generation/cpu_prefill.py
 PER_REQUEST_ATTENTION = "attention per request"  # generation/varlen_attention.py
-
-
-class QuantizationUnavailable(ValueError):
-    """The quantization asked for does not run on the device asked for."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ def pick_quantization(requested: str, device: str) -> str:
         return "int4" if on_cpu else "nf4"
     if requested == "int4" and not on_cpu:
         raise QuantizationUnavailable(
-            "quantization int4 (torchao's CPU kernel) runs on the CPU only; use nf4 or auto on CUDA")
+            "model.quantization int4 (torchao's CPU kernel) runs on the CPU only; use nf4 or auto on CUDA")
     return requested
 
 

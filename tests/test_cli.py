@@ -135,6 +135,8 @@ def test_a_one_shot_draft_prints_the_text_and_stores_it(tmp_path: Path, cache_di
          "Error: tone must be one of friendly, professional, playful, bold, luxurious (got 'grim')"),
         (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"fp4\"\n",
          "model.quantization: Input should be 'auto', 'nf4', 'int4', 'int8' or 'none' (got 'fp4')"),
+        (("draft", "ad", "--product", "x", "--audience", "y"), "[model]\nquantization = \"int4\"\ndevice = \"cuda\"\n",
+         "model.quantization int4 (torchao's CPU kernel) runs on the CPU only; use nf4 or auto on CUDA"),
         (("export", "--format", "sft", "--out", "x"), "[storage]\ndatadir = \"d\"\n",
          "storage.datadir: unknown key"),
         (("console",), "[engine\n", "is not valid TOML: Expected ']'"),

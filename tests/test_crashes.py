@@ -31,7 +31,7 @@ LOAD_TIMEOUT_S = 180  # the model loads at every start: about 15 s on two busy c
 
 def bot_env(fake: FakeDiscord, tmp_path: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
     return {"COPYDESK_STORAGE__DATA_DIR": str(tmp_path / "data"), "COPYDESK_MODEL__CACHE_DIR": str(cache_dir),
-            "COPYDESK_MODEL__DEVICE": "cpu", "COPYDESK_ENGINE__MAX_NEW_TOKENS": "24",
+            "COPYDESK_MODEL__DEVICE": "cpu", "COPYDESK_ENGINE__MAX_NEW_TOKENS": "96",
             # One thread: on a busy machine two spinning OpenMP threads made generation ten times slower.
             "OMP_NUM_THREADS": "1",
             "COPYDESK_MODERATION__REVIEW_CHANNEL_ID": str(fake.guild.channel("moderation").id),

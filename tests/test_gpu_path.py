@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from generation.errors import QuantizationUnavailable
 from generation.loading import (
     BF16_PREFILL,
     PER_REQUEST_ATTENTION,
     QUANTIZATIONS,
-    QuantizationUnavailable,
     cpu_measures,
     pick_quantization,
 )
@@ -42,7 +42,8 @@ def test_auto_decides_by_the_device_it_picks() -> None:
 def test_auto_quantization_is_nf4_on_cuda_and_int4_is_refused_there(device: str) -> None:
     assert pick_quantization("auto", device) == "nf4"
     assert pick_quantization("nf4", device) == "nf4"
-    with pytest.raises(QuantizationUnavailable, match="int4 .* runs on the CPU only; use nf4 or auto on CUDA"):
+    refusal = r"model.quantization int4 \(torchao's CPU kernel\) runs on the CPU only; use nf4 or auto on CUDA"
+    with pytest.raises(QuantizationUnavailable, match=refusal):
         pick_quantization("int4", device)
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import EngineSettings, ModerationSettings
 from bot.discord.client import NOT_OURS, CopydeskBot, publish_commands
-from bot.discord.drafting import DraftMessage
+from bot.discord.drafting import HELD, DraftMessage
 from bot.discord.review import REMOVED, post_for_review
 from bot.moderation import ModerationError
 from bot.service import DraftProgress, DraftService, Member, Policy
@@ -58,13 +58,20 @@ class Kept:
         return {table: rows(self.path, f"SELECT * FROM {table} WHERE {column(table, 'draft_id')} = {self.draft_id}")
                 for table in TABLES}
 
-    async def assert_unharmed(self) -> None:
-        """The database is sound, the kept draft is as it was, and a normal draft still works."""
+    async def assert_unharmed(self, may_be_held: bool = False) -> None:
+        """The database is sound, the kept draft is as it was, and a normal draft still works.
+
+        `may_be_held`: where the test planted a code word in the system prompt, a normal draft that
+        repeats it is held for review, which is the guard working, not harm.
+        """
         assert rows(self.path, "PRAGMA integrity_check") == [("ok",)]
         assert self.snapshot() == self.before
-        _, message = await run_command(self.fake, "draft", AD, "ad", user=self.fake.guild.member("member9"))
+        interaction = await self.fake.invoke_command("draft", AD, subcommand="ad", user=self.fake.guild.member("member9"))
+        message = await interaction.wait_for_original(
+            lambda m: finished(m) or (may_be_held and HELD in (m["content"] or "")), timeout=60)
         newest = (await self.repository.recent_drafts(1))[0]
-        assert newest.status == DraftStatus.DONE and newest.output.strip() in message["content"]
+        assert newest.status == DraftStatus.DONE
+        assert newest.output.strip() in message["content"] or (may_be_held and HELD in message["content"])
 
 
 @pytest.fixture
@@ -321,7 +328,7 @@ async def test_prompt_injection_never_brings_the_system_prompt_to_a_channel(
         released = await fake.click_button(post, f"copydesk:mod:dismiss:{flag.id}", user=fake.guild.member("mia"))
         assert "dismissed" in (await released.wait_for_response())["data"]["content"]
         assert_nothing_sent_contains(fake, CANARY)
-        await kept.assert_unharmed()
+        await kept.assert_unharmed(may_be_held=True)
     finally:
         await stop_bot(bot, task)
 
@@ -504,6 +511,6 @@ def test_a_bad_config_file_is_refused_with_the_reason_and_touches_nothing(
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     if content and b"fp8" in content:
-        assert "model.quantization: Input should be 'nf4', 'int8' or 'none' (got 'fp8')" in result.stderr
+        assert "model.quantization: Input should be 'auto', 'nf4', 'int4', 'int8' or 'none' (got 'fp8')" in result.stderr
     assert not (tmp_path / "data").exists(), "nothing was opened or created"
 

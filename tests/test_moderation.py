@@ -243,7 +243,7 @@ async def test_moderators_see_the_status(fake: FakeDiscord, bot: CopydeskBot) ->
     await run_command(fake, "draft", AD, "ad")
     shown = await fake.invoke_command("status", {}, user=fake.guild.member("mia"))
     content = (await shown.wait_for_response())["data"]["content"]
-    assert "model: SmolLM2-135M-Instruct (nf4, cpu)" in content
+    assert "model: SmolLM2-135M-Instruct (int4, cpu)" in content
     assert "drafts in the last hour: 0 queued, 0 running, 1 done, 0 failed, 0 cancelled" in content
     assert "now: 0 drafts being written, 0 waiting, 8 slots" in content
     refused = await fake.invoke_command("status", {}, user=fake.guild.member("alice"))

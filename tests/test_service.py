@@ -45,7 +45,7 @@ async def test_a_draft_streams_and_lands_with_its_provenance(service: DraftServi
     assert stored.inputs == AD
     assert "a solar lantern" in stored.user_prompt and "campers" in stored.user_prompt
     assert stored.system_prompt and stored.template_version == "ad-v1"
-    assert (stored.model, stored.quantization, stored.seed) == ("SmolLM2-135M-Instruct", "nf4", 0)
+    assert (stored.model, stored.quantization, stored.seed) == ("SmolLM2-135M-Instruct", "int4", 0)
     assert stored.sampling["max_new_tokens"] == TEST_MAX_NEW_TOKENS and stored.sampling["temperature"] == 0.8
     assert stored.prompt_tokens > 10 and 0 < stored.completion_tokens <= TEST_MAX_NEW_TOKENS
     assert 0 <= stored.ttft_ms <= stored.latency_ms
