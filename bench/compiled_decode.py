@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/compiled_decode.py` from a
     sys.path.insert(0, str(ROOT))
 
 from bench.engine import describe_device, progress  # noqa: E402
+from bench.four_bit_kernels import greedy  # noqa: E402
 from generation import get_task, resolve_model  # noqa: E402
 from generation.loading import load_model, pick_quantization  # noqa: E402
 
@@ -33,12 +34,7 @@ RUNS = 2
 
 
 def tokens_per_s(model: Any, prompt: torch.Tensor, new_tokens: int, pad_token_id: int) -> float:
-    with torch.inference_mode():
-        start = time.perf_counter()
-        model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id,
-                       cache_implementation="static")
-        return new_tokens / (time.perf_counter() - start)
+    return new_tokens / greedy(model, prompt, new_tokens, pad_token_id, cache_implementation="static").seconds
 
 
 def main(argv: Sequence[str] | None = None) -> None:

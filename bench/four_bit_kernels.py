@@ -96,12 +96,14 @@ class Greedy:
     seconds: float
 
 
-def greedy(model: Any, prompt: torch.Tensor, new_tokens: int, pad_token_id: int) -> Greedy:
+def greedy(model: Any, prompt: torch.Tensor, new_tokens: int, pad_token_id: int,
+           cache_implementation: str | None = None) -> Greedy:
     """`model` is any causal LM with `generate` (typed loosely: GenerationMixin is not in its static type)."""
     with torch.inference_mode():
         start = time.perf_counter()
         output = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                                min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)
+                                min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id,
+                                cache_implementation=cache_implementation)
         return Greedy(output[0, prompt.shape[1]:], time.perf_counter() - start)
 
 
