@@ -11,6 +11,11 @@ What depends only on the step's sequence boundaries (which rows decode, their ma
 once per step, not once per layer: at one draft that Python work was most of the attention block's
 (`bench/profile_step.py`). Grouped key/value heads go to SDPA as they are (`enable_gqa`), not
 copied out per query head.
+
+One draft decoding alone is one query over all the keys. SDPA's CPU kernel, built for blocks of
+queries, takes 2-2.8x as long for it from 300 keys on as two matrix products and a softmax in fp32
+(`bench/decode_attention.py`): ~3 ms of a ~30 ms step. With 2 to 4 drafts in a step, one masked
+SDPA call is twice as fast as a product per draft, so steps of several drafts keep it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 from transformers import AttentionInterface
 
 NAME = "flash_varlen_sdpa"
+NAME_ONE_QUERY = "flash_varlen_sdpa_one_query"  # the same, with the path for one draft decoding alone
 
 Span = tuple[int, int, int, int]  # queries start, end; keys start, end
 
@@ -30,28 +36,32 @@ Span = tuple[int, int, int, int]  # queries start, end; keys start, end
 class StepPlan:
     """The step's boundaries, split into the requests decoding one token and those reading a prompt."""
 
-    cu_q: torch.Tensor  # held, so that the identity test in `plan_for` cannot meet a recycled object
-    cu_k: torch.Tensor
-    versions: tuple[int, int]  # in-place writes to the boundaries (a reused buffer) make the plan stale
-    key_length: int
+    boundaries: tuple[tuple[int, ...], tuple[int, ...], int]  # cu_q, cu_k, key length: what the plan is for
     decoding_rows: torch.Tensor | None  # query rows of the requests decoding one token
     decoding_keys: torch.Tensor | None  # [those rows, all keys]: each row's own keys; None when one request has all
     prompts: tuple[Span, ...]
     prompt_masks: tuple[torch.Tensor | None, ...]  # causal, aligned to the last keys where a prefix is cached
 
-    def fits(self, cu_q: torch.Tensor, cu_k: torch.Tensor, key_length: int) -> bool:
-        return (self.cu_q is cu_q and self.cu_k is cu_k and self.key_length == key_length
-                and self.versions == (cu_q._version, cu_k._version))
+    @property
+    def one_query(self) -> bool:
+        """The step is one request decoding alone: its one query sees every key."""
+        return self.decoding_rows is not None and self.decoding_keys is None
 
 
 _last = threading.local()  # per worker thread: two engines in one process each have their own
 
 
 def plan_for(cu_q_tensor: torch.Tensor, cu_k_tensor: torch.Tensor, key_length: int, device: torch.device) -> StepPlan:
-    plan: StepPlan | None = getattr(_last, "plan", None)
-    if plan is not None and plan.fits(cu_q_tensor, cu_k_tensor, key_length):
-        return plan
+    """The plan of the step these boundaries describe: the last one, unless they changed.
+
+    Matched by value: the manager refills the same buffers in place each step, and in inference mode
+    tensors keep no version counter to tell. Reading two short lists costs a few µs a layer.
+    """
     cu_q, cu_k = cu_q_tensor.tolist(), cu_k_tensor.tolist()
+    boundaries = (tuple(cu_q), tuple(cu_k), key_length)
+    plan: StepPlan | None = getattr(_last, "plan", None)
+    if plan is not None and plan.boundaries == boundaries:
+        return plan
     spans = [span for span in zip(cu_q, cu_q[1:], cu_k, cu_k[1:]) if span[1] > span[0]]
     decoding = [span for span in spans if span[1] - span[0] == 1]
     rows = own_keys = None
@@ -69,8 +79,7 @@ def plan_for(cu_q_tensor: torch.Tensor, cu_k_tensor: torch.Tensor, key_length: i
         if q_end - q_start < k_end - k_start else None
         for q_start, q_end, k_start, k_end in prompts
     )
-    plan = StepPlan(cu_q_tensor, cu_k_tensor, (cu_q_tensor._version, cu_k_tensor._version), key_length,
-                    rows, own_keys, prompts, masks)
+    plan = StepPlan(boundaries, rows, own_keys, prompts, masks)
     _last.plan = plan
     return plan
 
@@ -112,4 +121,37 @@ def varlen_sdpa_forward(
     return output.unsqueeze(0), None
 
 
+def one_query_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None,
+) -> torch.Tensor:
+    """Softmax attention of one query row over all keys, in fp32: [1, heads, 1, dim] -> [1, heads, dim].
+
+    Query head h reads key/value head h // groups, as SDPA's `enable_gqa` and transformers' `repeat_kv` do.
+    """
+    heads, dim = query.shape[1], query.shape[3]
+    kv_heads = key.shape[1]
+    scale = dim ** -0.5 if scaling is None else scaling
+    grouped = query[0, :, 0].reshape(kv_heads, heads // kv_heads, dim).float()
+    scores = torch.matmul(grouped, key[0].transpose(1, 2).float()).mul_(scale)
+    attended = torch.matmul(scores.softmax(-1), value[0].float())
+    return attended.reshape(1, heads, dim).to(query.dtype)
+
+
+def varlen_one_query_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: torch.Tensor,
+) -> tuple[torch.Tensor, None]:
+    """`varlen_sdpa_forward`, but a step of one draft decoding alone gets `one_query_attention`."""
+    if plan_for(kwargs["cu_seq_lens_q"], kwargs["cu_seq_lens_k"], key.shape[2], query.device).one_query:
+        return one_query_attention(query, key, value, scaling).unsqueeze(0), None
+    return varlen_sdpa_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+
+
 AttentionInterface.register(NAME, varlen_sdpa_forward)
+AttentionInterface.register(NAME_ONE_QUERY, varlen_one_query_forward)

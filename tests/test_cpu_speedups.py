@@ -4,7 +4,7 @@ bf16 matrix products for long steps of the 4-bit layers, and top-k/top-p without
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +18,10 @@ from generation import LocalEngine, Sampling, get_task, resolve_model, varlen_at
 from generation.cpu_prefill import MIN_ROWS, PrefillLinear4bit
 from generation.loading import LoadedModel, load_model
 from generation.topk_sampling import TRANSFORMERS_OWN, WITHOUT_SORT, TopKSampler
-from generation.varlen_attention import varlen_sdpa_forward
+from generation.varlen_attention import varlen_one_query_forward, varlen_sdpa_forward
 from support.cpu import cpu_has_avx512_bf16
+
+AttentionForward = Callable[..., tuple[torch.Tensor, None]]
 
 
 def reference_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
@@ -36,13 +38,15 @@ def boundaries(lengths: list[int]) -> torch.Tensor:
     return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
 
 
-def check_packed_attention(requests: list[tuple[int, int]], cu_q: torch.Tensor, cu_k: torch.Tensor) -> None:
+def check_packed_attention(
+    requests: list[tuple[int, int]], cu_q: torch.Tensor, cu_k: torch.Tensor, forward: AttentionForward = varlen_sdpa_forward,
+) -> None:
     """Random queries, keys and values for each (new tokens, keys) request, packed as the manager packs them."""
     heads, kv_heads, dim = 6, 2, 16
     queries = [torch.randn(heads, q, dim) for q, _ in requests]
     keys = [torch.randn(kv_heads, k, dim) for _, k in requests]
     values = [torch.randn(kv_heads, k, dim) for _, k in requests]
-    packed, weights = varlen_sdpa_forward(
+    packed, weights = forward(
         torch.nn.Module(), torch.cat(queries, 1)[None], torch.cat(keys, 1)[None], torch.cat(values, 1)[None],
         None, scaling=0.25, cu_seq_lens_q=cu_q, cu_seq_lens_k=cu_k,
     )
@@ -53,14 +57,17 @@ def check_packed_attention(requests: list[tuple[int, int]], cu_q: torch.Tensor, 
         torch.testing.assert_close(packed[0, cu_q[i]:cu_q[i + 1]], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("forward", [varlen_sdpa_forward, varlen_one_query_forward])
 @pytest.mark.parametrize("requests", [
     [(1, 9), (7, 7), (5, 12), (1, 4)],  # decoding one token, a fresh prompt, a prompt after a cached prefix, decoding
-    [(1, 9)],  # one draft decoding: its keys are all the keys
+    [(1, 9)],  # one draft decoding alone: its keys are all the keys (the one-query path)
     [(3, 3)],
 ])
-def test_packed_attention_equals_attention_computed_per_request(requests: list[tuple[int, int]]) -> None:
+def test_packed_attention_equals_attention_computed_per_request(
+    requests: list[tuple[int, int]], forward: AttentionForward,
+) -> None:
     torch.manual_seed(0)
-    check_packed_attention(requests, boundaries([q for q, _ in requests]), boundaries([k for _, k in requests]))
+    check_packed_attention(requests, boundaries([q for q, _ in requests]), boundaries([k for _, k in requests]), forward)
 
 
 def test_a_step_plan_serves_every_layer_and_is_renewed_when_a_reused_buffer_changes() -> None:

@@ -3,7 +3,8 @@
 The measures lean on transformers' and bitsandbytes' internals (pyproject.toml bounds both to the
 versions tested): if an upstream change routes around one, drafts only get slower, silently. So one
 real draft is generated on an engine of its own, while the function each measure runs is counted:
-per-request attention, bf16 products for long prompt steps, the top-k warpers and draw, and the
+per-request attention (one-query attention for a draft decoding alone, in inference mode), bf16
+products for long prompt steps, the top-k warpers and draw, and the
 cached pages of the task's system prompt. The engine is this module's own, not the session's, so
 that no earlier draft can have filled those pages: only the warm-up at start can have.
 """
@@ -66,7 +67,9 @@ async def observed(cache_dir: Path) -> AsyncIterator[Observed]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             # transformers looks the attention function up by name at every forward pass.
-            observed.record(patch, AttentionInterface._global_mapping, varlen_attention.NAME, "varlen attention")
+            observed.record(patch, AttentionInterface._global_mapping, varlen_attention.NAME_ONE_QUERY,
+                            "varlen attention")
+            observed.record(patch, varlen_attention, "one_query_attention", "one-query attention")
             observed.record(patch, cpu_prefill, "dequantize_4bit", "bf16 product")
             observed.record(patch, TopKWithoutSort, "__call__", "top-k warper")
             observed.record(patch, TopPWithoutSort, "__call__", "top-p warper")
@@ -81,7 +84,15 @@ async def observed(cache_dir: Path) -> AsyncIterator[Observed]:
 
 
 def test_attention_runs_per_request(observed: Observed) -> None:
-    assert observed.calls["varlen attention"], "the model's attention never went through varlen_sdpa_forward"
+    assert observed.calls["varlen attention"], "the model's attention never went through varlen_one_query_forward"
+
+
+def test_a_draft_decoding_alone_takes_the_one_query_path_in_inference_mode(observed: Observed) -> None:
+    one_query = observed.calls["one-query attention"]
+    assert one_query, "the draft's decoding steps, alone in the engine, went to SDPA"
+    assert all(result.shape[1:] == query.shape[1:2] + query.shape[3:] for (query, *_), result in one_query)
+    # Tensors made in inference mode say so; the manager's loop runs in the mode it was started in.
+    assert all(result.is_inference() for _, result in one_query), "the worker ran outside inference mode"
 
 
 def test_long_prompt_steps_multiply_in_bf16_where_bitsandbytes_repacks(observed: Observed) -> None:
