@@ -5,7 +5,8 @@ time to their first token is taken, over a few bursts per configuration. The con
 one measure at a time, from the engine as transformers and bitsandbytes size it by default
 (64-token pages, 512-token steps, one masked attention product over the packed batch,
 bitsandbytes' fused 4-bit kernel for every step, top-k and top-p by sorting the vocabulary)
-to copydesk's defaults, and last the weights from bitsandbytes' NF4 to torchao's int4. Prints a Markdown table;
+to copydesk's defaults; then the weights from bitsandbytes' NF4 to torchao's int4, the worker in
+inference mode and the one-query attention of a draft decoding alone. Prints a Markdown table;
 ratios are against the first row of this run.
 
     .venv/bin/python bench/first_token.py [--drafts 16] [--bursts 3] [--cache-dir DIR]
@@ -36,9 +37,10 @@ from generation.loading import load_model  # noqa: E402
 from generation.model_source import ModelSource  # noqa: E402
 
 BEFORE = EngineConfig(page_size=64, max_batch_tokens=512, warm_system_prompts=False, bf16_prefill=False,
-                      per_request_attention=False, top_k_sampling=False)
-# Each row adds its change to the row before, in NF4 until the last, which is copydesk's CPU default:
-# EngineConfig() on int4 weights.
+                      per_request_attention=False, top_k_sampling=False, inference_mode=False,
+                      one_query_attention=False)
+# Each row adds its change to the row before, in NF4 until int4 comes; the last is copydesk's CPU
+# default: EngineConfig() on int4 weights.
 STEPS: tuple[tuple[str, dict[str, object], str], ...] = (
     ("transformers' and bitsandbytes' own paths, 64-token pages, 512-token steps", {}, "nf4"),
     ("+ bf16 products for long steps", {"bf16_prefill": True}, "nf4"),
@@ -46,7 +48,10 @@ STEPS: tuple[tuple[str, dict[str, object], str], ...] = (
     ("+ cached system prompts, 16-token pages", {"warm_system_prompts": True, "page_size": 16}, "nf4"),
     ("+ 256-token steps", {"max_batch_tokens": 256}, "nf4"),
     ("+ sampling among the top-k only", {"top_k_sampling": True}, "nf4"),
-    ("+ int4 weights (torchao) instead of NF4: copydesk's CPU defaults", {}, "int4"),
+    ("+ int4 weights (torchao) instead of NF4", {}, "int4"),
+    ("+ the worker in inference mode", {"inference_mode": True}, "int4"),
+    ("+ one-query attention for a draft decoding alone: copydesk's CPU defaults", {"one_query_attention": True},
+     "int4"),
 )
 
 
@@ -105,7 +110,7 @@ def render(rows: Sequence[tuple[str, float, float]], args: argparse.Namespace) -
     first_ttft, first_speed = rows[0][1], rows[0][2]
     lines = [
         f"{args.drafts} drafts at once, {args.bursts} bursts per row, unique prompts, token limits "
-        f"{'/'.join(map(str, DEFAULT_TOKEN_LIMITS))}; embedded model on {os.cpu_count()} CPU cores, in NF4 but for the last row.",
+        f"{'/'.join(map(str, DEFAULT_TOKEN_LIMITS))}; embedded model on {os.cpu_count()} CPU cores, in NF4 until the int4 row.",
         "",
         "| configuration | median first token s | vs first row | tokens/s | vs first row |",
         "| --- | ---: | ---: | ---: | ---: |",
