@@ -2,8 +2,9 @@
 
 The embedded model's shapes (9 query heads over 3 key/value heads of 64, bf16), one layer:
 
-- one draft decoding alone, one query over all its keys: SDPA (`enable_gqa`), as
-  `generation.varlen_attention` called it for every step, against `one_query_attention`;
+- one draft decoding alone, one query over all its keys: SDPA (`enable_gqa`) against
+  `one_query_attention`, timed as the engine times them at start to take the faster
+  (`time_one_query`, there at 300 keys);
 - several drafts decoding in one step, each over its own keys: one masked SDPA call over the
   packed keys, as the engine does it, against one `one_query_attention` per draft.
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/decode_attention.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from generation.varlen_attention import one_query_attention  # noqa: E402
+from generation.varlen_attention import one_query_attention, time_one_query  # noqa: E402
 
 HEADS, KV_HEADS, DIM = 9, 3, 64
 SCALE = DIM ** -0.5
@@ -50,10 +51,9 @@ def median_us(call: Callable[[], object], repeats: int) -> float:
 
 
 def one_draft_row(keys: int, repeats: int) -> list[str]:
-    query = torch.randn(1, HEADS, 1, DIM, dtype=torch.bfloat16)
-    key, value = (torch.randn(1, KV_HEADS, keys, DIM, dtype=torch.bfloat16) for _ in range(2))
-    sdpa = median_us(lambda: F.scaled_dot_product_attention(query, key, value, scale=SCALE, enable_gqa=True), repeats)
-    ours = median_us(lambda: one_query_attention(query, key, value, SCALE), repeats)
+    """The engine's own timing at start (generation.varlen_attention.time_one_query), at more lengths."""
+    timing = time_one_query(HEADS, KV_HEADS, DIM, torch.bfloat16, keys, repeats)
+    sdpa, ours = timing.sdpa_us, timing.one_query_us
     return [f"1 draft, {keys} keys", f"{sdpa:.0f}", f"{ours:.0f}", f"{sdpa / ours:.2f}×"]
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from generation.catalogue import TASKS, Prompt
 from generation.errors import GenerationCancelled, GenerationError
@@ -23,6 +23,9 @@ from generation.loading import PER_REQUEST_ATTENTION, LoadedModel, cpu_measures,
 from generation.model_source import ModelSource
 from generation.sampling import Sampling
 from generation.slots import EngineLoad, SlotQueue
+
+if TYPE_CHECKING:
+    from generation.varlen_attention import OneQueryTiming
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class EngineConfig:
     top_k_sampling: bool = True  # any device; see generation/topk_sampling.py
     # Any device: the worker keeps no autograd records on its tensors (~12% of a one-draft step on the CPU).
     inference_mode: bool = True
-    one_query_attention: bool = True  # with per_request_attention; see generation/varlen_attention.py
+    # With per_request_attention. None: whichever of it and SDPA is faster on this CPU, timed at start
+    # (3-4x apart one way or the other by CPU; see generation/varlen_attention.py).
+    one_query_attention: bool | None = None
     seed: int = 0
 
 
@@ -105,13 +110,14 @@ class _Pending:
 class LocalEngine:
     """Streams chat completions from a local model through one continuous-batching worker."""
 
-    def __init__(self, loaded: LoadedModel, manager: Any, info: ModelInfo, config: EngineConfig) -> None:
-        self._tokenizer = loaded.tokenizer
-        self._manager = manager
+    def __init__(self, started: _Started, info: ModelInfo, config: EngineConfig) -> None:
+        self._tokenizer = started.loaded.tokenizer
+        self._manager = started.manager
         self._config = config
         self._slots = SlotQueue(config.max_concurrent)
         self._pending: dict[str, _Pending] = {}
         self.info = info
+        self.one_query_timing = started.one_query_timing  # where the engine chose its attention by timing
 
     @classmethod
     async def start(
@@ -125,9 +131,10 @@ class LocalEngine:
         processing skips its task's ~35-token preamble.
         """
         config = config or EngineConfig()
-        loaded, manager = await asyncio.to_thread(_load_and_start, source, quantization, device, config)
+        started = await asyncio.to_thread(_load_and_start, source, quantization, device, config)
+        loaded = started.loaded
         info = ModelInfo(name=source.name, quantization=loaded.quantization, device=loaded.device, seed=config.seed)
-        engine = cls(loaded, manager, info, config)
+        engine = cls(started, info, config)
         if config.warm_system_prompts:
             for task in TASKS.values():
                 # Two tokens: pages are registered for sharing after a step only if the request goes on.
@@ -209,6 +216,11 @@ class LocalEngine:
         await asyncio.to_thread(self._manager.stop, block=True, hard_stop=True)
 
     @property
+    def attention_implementation(self) -> str:
+        """The name transformers looks the model's attention function up by."""
+        return str(self._manager.model.config._attn_implementation)
+
+    @property
     def context_tokens(self) -> int:
         """The most tokens one request may span, prompt and draft together."""
         return self._config.max_context_tokens
@@ -231,7 +243,21 @@ class LocalEngine:
             )
 
 
-def _load_and_start(source: ModelSource, quantization: str, device: str, config: EngineConfig) -> tuple[LoadedModel, Any]:
+@dataclass(frozen=True)
+class _Started:
+    loaded: LoadedModel
+    manager: Any  # transformers' ContinuousBatchingManager, its generation thread running
+    one_query_timing: OneQueryTiming | None
+
+
+def _attention_shape(model_config: Any) -> tuple[int, int, int]:
+    """Query heads, key/value heads, head size."""
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    return heads, getattr(model_config, "num_key_value_heads", None) or heads, head_dim
+
+
+def _load_and_start(source: ModelSource, quantization: str, device: str, config: EngineConfig) -> _Started:
     """Runs in a throwaway thread: one torch thread while loading, so no idle OpenMP team spins
     beside the worker (that made the worker ~1.6x slower on 2 cores); the worker gets them all."""
     import torch
@@ -254,12 +280,18 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
     )
     per_request_attention = config.per_request_attention and PER_REQUEST_ATTENTION in cpu_measures(
         loaded.device, loaded.quantization)
+    one_query_timing = None
     if per_request_attention:
         from generation import varlen_attention
 
+        one_query = config.one_query_attention
+        if one_query is None:
+            with torch.inference_mode(config.inference_mode):
+                one_query_timing = varlen_attention.time_one_query(*_attention_shape(loaded.model.config),
+                                                                   loaded.model.dtype)
+            one_query = one_query_timing.one_query_faster
         # Assigned, not set: `set_attn_implementation` would try to import flash kernels for the name.
-        loaded.model.config._attn_implementation = (
-            varlen_attention.NAME_ONE_QUERY if config.one_query_attention else varlen_attention.NAME)
+        loaded.model.config._attn_implementation = varlen_attention.NAME_ONE_QUERY if one_query else varlen_attention.NAME
     from generation import topk_sampling
 
     topk_sampling.use(among_top_k=config.top_k_sampling)
@@ -278,4 +310,4 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
     )
     with torch.inference_mode(config.inference_mode):  # the manager's loop runs in the mode it is started in
         manager.start()
-    return loaded, manager
+    return _Started(loaded, manager, one_query_timing)

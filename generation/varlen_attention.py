@@ -12,15 +12,20 @@ once per step, not once per layer: at one draft that Python work was most of the
 (`bench/profile_step.py`). Grouped key/value heads go to SDPA as they are (`enable_gqa`), not
 copied out per query head.
 
-One draft decoding alone is one query over all the keys. SDPA's CPU kernel, built for blocks of
-queries, takes 2-2.8x as long for it from 300 keys on as two matrix products and a softmax in fp32
-(`bench/decode_attention.py`): ~3 ms of a ~30 ms step. With 2 to 4 drafts in a step, one masked
-SDPA call is twice as fast as a product per draft, so steps of several drafts keep it.
+One draft decoding alone is one query over all the keys. Which is faster for it depends on the CPU
+(`bench/decode_attention.py`, one layer at 300 keys): where bf16 has no hardware path, SDPA's
+kernel, built for blocks of queries, took 3.4x as long as two matrix products and a softmax in
+fp32 (~3 ms of a ~30 ms step); on a core with AVX512-BF16 and AMX, SDPA took under a third as long as
+they did. So the engine times both at start, with the model's shapes (`time_one_query`), and
+takes the faster. With 2 to 4 drafts in a step, one masked SDPA call beat a product per draft on
+both, so steps of several drafts keep it.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -135,6 +140,47 @@ def one_query_attention(
     scores = torch.matmul(grouped, key[0].transpose(1, 2).float()).mul_(scale)
     attended = torch.matmul(scores.softmax(-1), value[0].float())
     return attended.reshape(1, heads, dim).to(query.dtype)
+
+
+@dataclass(frozen=True)
+class OneQueryTiming:
+    """One layer's attention for one draft decoding alone, median µs per call on this CPU."""
+
+    keys: int
+    sdpa_us: float
+    one_query_us: float
+
+    @property
+    def one_query_faster(self) -> bool:
+        return self.one_query_us < self.sdpa_us
+
+
+def time_one_query(
+    heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, keys: int = 300, repeats: int = 50,
+) -> OneQueryTiming:
+    """SDPA against `one_query_attention` for one query over `keys` random keys, calls taking turns.
+
+    A few ms; the two differ by 3-4x one way or the other, far beyond a busy machine's jitter.
+    """
+    query = torch.randn(1, heads, 1, head_dim, dtype=dtype)
+    key, value = (torch.randn(1, kv_heads, keys, head_dim, dtype=dtype) for _ in range(2))
+    scale = head_dim ** -0.5
+
+    def sdpa() -> object:
+        return torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, scale=scale, enable_gqa=heads != kv_heads)
+
+    def ours() -> object:
+        return one_query_attention(query, key, value, scale)
+
+    times: dict[str, list[float]] = {"sdpa": [], "ours": []}
+    for turn in range(repeats + 10):  # the first ten warm up
+        for name, call in (("sdpa", sdpa), ("ours", ours)):
+            start = time.perf_counter()
+            call()
+            if turn >= 10:
+                times[name].append((time.perf_counter() - start) * 1e6)
+    return OneQueryTiming(keys, statistics.median(times["sdpa"]), statistics.median(times["ours"]))
 
 
 def varlen_one_query_forward(

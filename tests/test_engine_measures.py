@@ -26,7 +26,8 @@ from generation import EngineConfig, LocalEngine, Prompt, Sampling, cpu_prefill,
 from generation.topk_sampling import TopKSampler, TopKWithoutSort, TopPWithoutSort
 from support.cpu import cpu_has_avx512_bf16
 
-CONFIG = EngineConfig(max_concurrent=2, max_context_tokens=TEST_CONTEXT_TOKENS)
+# One-query attention forced on: by default the engine takes it only where it timed faster at start.
+CONFIG = EngineConfig(max_concurrent=2, max_context_tokens=TEST_CONTEXT_TOKENS, one_query_attention=True)
 SUMMARY = get_task("summary")
 # Long enough that the part of the prompt after the cached system prompt is one long step (>= MIN_ROWS rows).
 DRAFT = SUMMARY.render({"text": (
@@ -93,6 +94,14 @@ def test_a_draft_decoding_alone_takes_the_one_query_path_in_inference_mode(obser
     assert all(result.shape[1:] == query.shape[1:2] + query.shape[3:] for (query, *_), result in one_query)
     # Tensors made in inference mode say so; the manager's loop runs in the mode it was started in.
     assert all(result.is_inference() for _, result in one_query), "the worker ran outside inference mode"
+
+
+def test_by_default_a_draft_decoding_alone_gets_the_attention_that_timed_faster_at_start(engine: LocalEngine) -> None:
+    timing = engine.one_query_timing
+    assert timing is not None, "the default engine chose its attention without timing it"
+    assert timing.sdpa_us > 0 and timing.one_query_us > 0
+    faster = varlen_attention.NAME_ONE_QUERY if timing.one_query_us < timing.sdpa_us else varlen_attention.NAME
+    assert engine.attention_implementation == faster
 
 
 def test_long_prompt_steps_multiply_in_bf16_where_bitsandbytes_repacks(observed: Observed) -> None:
