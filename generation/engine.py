@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from generation.catalogue import TASKS, Prompt
 from generation.errors import GenerationCancelled, GenerationError
@@ -26,6 +27,8 @@ from generation.slots import EngineLoad, SlotQueue
 
 if TYPE_CHECKING:
     from generation.varlen_attention import OneQueryTiming
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,14 @@ def _attention_shape(model_config: Any) -> tuple[int, int, int]:
     return heads, getattr(model_config, "num_key_value_heads", None) or heads, head_dim
 
 
+def _in_own_thread(call: Callable[[], T]) -> T:
+    """`call` in a thread that ends with it. Torch's first multi-threaded operation in a thread starts
+    an OpenMP team that lives as long as the thread: timed in the loading thread, the attention
+    timing left one spinning beside the worker, and every decoding step took twice as long."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
+
+
 def _load_and_start(source: ModelSource, quantization: str, device: str, config: EngineConfig) -> _Started:
     """Runs in a throwaway thread: one torch thread while loading, so no idle OpenMP team spins
     beside the worker (that made the worker ~1.6x slower on 2 cores); the worker gets them all."""
@@ -286,9 +297,8 @@ def _load_and_start(source: ModelSource, quantization: str, device: str, config:
 
         one_query = config.one_query_attention
         if one_query is None:
-            with torch.inference_mode(config.inference_mode):
-                one_query_timing = varlen_attention.time_one_query(*_attention_shape(loaded.model.config),
-                                                                   loaded.model.dtype)
+            one_query_timing = _in_own_thread(lambda: varlen_attention.time_one_query(
+                *_attention_shape(loaded.model.config), loaded.model.dtype, inference_mode=config.inference_mode))
             one_query = one_query_timing.one_query_faster
         # Assigned, not set: `set_attn_implementation` would try to import flash kernels for the name.
         loaded.model.config._attn_implementation = varlen_attention.NAME_ONE_QUERY if one_query else varlen_attention.NAME

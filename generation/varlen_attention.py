@@ -13,9 +13,9 @@ once per step, not once per layer: at one draft that Python work was most of the
 copied out per query head.
 
 One draft decoding alone is one query over all the keys. Which is faster for it depends on the CPU
-(`bench/decode_attention.py`, one layer at 300 keys): where bf16 has no hardware path, SDPA's
+(`bench/decode_attention.py`, one layer at 300 keys): on an AMD EPYC with AVX512-BF16, SDPA's
 kernel, built for blocks of queries, took 3.4x as long as two matrix products and a softmax in
-fp32 (~3 ms of a ~30 ms step); on a core with AVX512-BF16 and AMX, SDPA took under a third as long as
+fp32 (~3 ms of a ~30 ms step); on an Intel Xeon with AMX, SDPA took under a third as long as
 they did. So the engine times both at start, with the model's shapes (`time_one_query`), and
 takes the faster. With 2 to 4 drafts in a step, one masked SDPA call beat a product per draft on
 both, so steps of several drafts keep it.
@@ -157,11 +157,18 @@ class OneQueryTiming:
 
 def time_one_query(
     heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, keys: int = 300, repeats: int = 50,
+    inference_mode: bool = True,
 ) -> OneQueryTiming:
     """SDPA against `one_query_attention` for one query over `keys` random keys, calls taking turns.
 
     A few ms; the two differ by 3-4x one way or the other, far beyond a busy machine's jitter.
     """
+    with torch.inference_mode(inference_mode):
+        return _time_one_query(heads, kv_heads, head_dim, dtype, keys, repeats)
+
+
+def _time_one_query(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, keys: int, repeats: int,
+                    ) -> OneQueryTiming:
     query = torch.randn(1, heads, 1, head_dim, dtype=dtype)
     key, value = (torch.randn(1, kv_heads, keys, head_dim, dtype=dtype) for _ in range(2))
     scale = head_dim ** -0.5
