@@ -46,7 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/engine.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.llama_server import LLAMA_CPP_PYTHON_VERSION, BuildFailed, build_llama_server, llama_server_command  # noqa: E402
+from bench.llama_server import (  # noqa: E402
+    LLAMA_CPP_PYTHON_VERSION,
+    BuildFailed,
+    build_llama_server,
+    llama_server_command,
+    workaround_flags,
+)
 from generation import (  # noqa: E402
     EngineConfig,
     LocalEngine,
@@ -589,8 +595,9 @@ def render_report(args: argparse.Namespace, source: ModelSource, measured: Seque
     )
     llama_cpp = next((m for m in measured if m.name == LLAMA_CPP_NAME), None)
     if llama_cpp is not None:
+        flags = ["-np", str(max(args.concurrency)), "-cb", "-t", str(llama_cpp.worker_threads), *workaround_flags()]
         header += (f" · llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} on {embedded_gguf().name} "
-                   f"(-np {max(args.concurrency)} -cb -t {llama_cpp.worker_threads})")
+                   f"({' '.join(flags)})")
     workload = (
         f"{len(PROMPTS)} catalogue prompts (ad, blog, summary) with each task's sampling; token limits cycle "
         f"{'/'.join(map(str, args.max_new_tokens))}; each level runs max(c, {args.min_requests}) requests, "

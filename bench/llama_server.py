@@ -19,6 +19,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python bench/llama_server.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from support.cpu import cpu_has  # noqa: E402
+
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 BUILD_TOOLS = ("cmake", "c++")
 
@@ -85,12 +91,18 @@ def _run(command: list[str], step: str) -> None:
         raise BuildFailed(f"llama.cpp {step} failed (exit {result.returncode}): {' '.join(command)}")
 
 
+def workaround_flags() -> list[str]:
+    """Where the CPU has AMX, this build's AMX path (its weights repacked for AMX tiles) segfaults in
+    `ggml_backend_amx_mul_mat` on the first product of the embedded model: such weights stay as loaded."""
+    return ["--no-repack"] if cpu_has("amx_int8") else []
+
+
 def llama_server_command(binary: Path, gguf: Path, port: int, *, slots: int, context_per_slot: int,
                          threads: int) -> list[str]:
     """`llama-server` on loopback with `slots` parallel sequences, continuous batching, `context_per_slot`
     tokens of context each and `threads` threads; it answers GET /health once the model is loaded."""
     return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(slots), "-cb", "-t", str(threads), "-c", str(slots * context_per_slot)]
+            "-np", str(slots), "-cb", "-t", str(threads), "-c", str(slots * context_per_slot), *workaround_flags()]
 
 
 def main(argv: list[str] | None = None) -> None:
