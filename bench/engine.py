@@ -51,7 +51,7 @@ from bench.llama_server import (  # noqa: E402
     BuildFailed,
     build_llama_server,
     llama_server_command,
-    workaround_flags,
+    run_flags,
 )
 from generation import (  # noqa: E402
     EngineConfig,
@@ -595,7 +595,7 @@ def render_report(args: argparse.Namespace, source: ModelSource, measured: Seque
     )
     llama_cpp = next((m for m in measured if m.name == LLAMA_CPP_NAME), None)
     if llama_cpp is not None:
-        flags = ["-np", str(max(args.concurrency)), "-cb", "-t", str(llama_cpp.worker_threads), *workaround_flags()]
+        flags = run_flags(slots=max(args.concurrency), threads=llama_cpp.worker_threads)
         header += (f" · llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} on {embedded_gguf().name} "
                    f"({' '.join(flags)})")
     workload = (

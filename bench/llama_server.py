@@ -97,12 +97,18 @@ def workaround_flags() -> list[str]:
     return ["--no-repack"] if cpu_has("amx_int8") else []
 
 
+def run_flags(*, slots: int, threads: int) -> list[str]:
+    """The flags that shape how llama.cpp runs, as the bench's table names them: `slots` parallel
+    sequences, continuous batching, `threads` threads."""
+    return ["-np", str(slots), "-cb", "-t", str(threads), *workaround_flags()]
+
+
 def llama_server_command(binary: Path, gguf: Path, port: int, *, slots: int, context_per_slot: int,
                          threads: int) -> list[str]:
-    """`llama-server` on loopback with `slots` parallel sequences, continuous batching, `context_per_slot`
-    tokens of context each and `threads` threads; it answers GET /health once the model is loaded."""
+    """`llama-server` on loopback with `run_flags` and `context_per_slot` tokens of context per
+    sequence; it answers GET /health once the model is loaded."""
     return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(slots), "-cb", "-t", str(threads), "-c", str(slots * context_per_slot), *workaround_flags()]
+            *run_flags(slots=slots, threads=threads), "-c", str(slots * context_per_slot)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -163,12 +163,6 @@ def time_one_query(
 
     A few ms; the two differ by 3-4x one way or the other, far beyond a busy machine's jitter.
     """
-    with torch.inference_mode(inference_mode):
-        return _time_one_query(heads, kv_heads, head_dim, dtype, keys, repeats)
-
-
-def _time_one_query(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, keys: int, repeats: int,
-                    ) -> OneQueryTiming:
     query = torch.randn(1, heads, 1, head_dim, dtype=dtype)
     key, value = (torch.randn(1, kv_heads, keys, head_dim, dtype=dtype) for _ in range(2))
     scale = head_dim ** -0.5
@@ -181,12 +175,13 @@ def _time_one_query(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype
         return one_query_attention(query, key, value, scale)
 
     times: dict[str, list[float]] = {"sdpa": [], "ours": []}
-    for turn in range(repeats + 10):  # the first ten warm up
-        for name, call in (("sdpa", sdpa), ("ours", ours)):
-            start = time.perf_counter()
-            call()
-            if turn >= 10:
-                times[name].append((time.perf_counter() - start) * 1e6)
+    with torch.inference_mode(inference_mode):  # as the worker runs them
+        for turn in range(repeats + 10):  # the first ten warm up
+            for name, call in (("sdpa", sdpa), ("ours", ours)):
+                start = time.perf_counter()
+                call()
+                if turn >= 10:
+                    times[name].append((time.perf_counter() - start) * 1e6)
     return OneQueryTiming(keys, statistics.median(times["sdpa"]), statistics.median(times["ours"]))
 
 
